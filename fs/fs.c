@@ -1,0 +1,1059 @@
+/*
+ * fs.c: the FUSE operations table of xmppfs (high-level path API).
+ *
+ * Design. Every path is parsed into a struct fs_path (kind + contact/sender +
+ * file name); the handlers here dispatch on the kind to fs_outbox.c,
+ * fs_inbox.c and fs_status.c. The store is the only state: directories are
+ * store contacts and senders, files are store rows whose bytes and
+ * attributes live in spool/inbox files. The one thing kept in memory here is
+ * the mode and mtime of contact folders (the store has no column for them),
+ * so `rsync -a src/ outbox/bob/` can set them and finds them unchanged on
+ * the next run within the same mount.
+ *
+ * libfuse settings (fs_init): nullpath_ok, so handlers on open files get
+ * path == NULL and use fi->fh (open files stay usable after unlink or
+ * rename); hard_remove, so unlink of an open file is a real unlink and not a
+ * rename to .fuse_hidden*; no inode numbers of our own (use_ino 0);
+ * readdirplus always (not "auto"), so `ls -l` of a big folder is one
+ * readdir pass with the attributes filled from one store query and no
+ * per-file lookup; 1 MiB writes; no kernel_cache (outbox files change).
+ *
+ * Nothing here blocks on the network: handlers call the store (disk) and the
+ * wake hook only. Thread safety: libfuse runs this multi-threaded; shared
+ * state is the store (thread-safe), the open-writer table in fs_outbox.c and
+ * the folder attribute list below, each behind its own mutex (leaf locks,
+ * never held while calling the store).
+ */
+#include "fs/fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/jid.h"
+#include "util/log.h"
+
+#define FS_XATTR_PREFIX "user.xmppfs."
+#define FS_XATTR_LINK "user.xmppfs.link"
+
+static uid_t fs_uid;
+static gid_t fs_gid;
+static int64_t fs_mount_ms;
+
+/* ---- small helpers shared by the fs files ------------------------- */
+
+struct fs_config *fs_cfg(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+void fs_wake(void)
+{
+	struct fs_config *c = fs_cfg();
+
+	if (c && c->wake)
+		c->wake(c->wake_arg);
+}
+
+int64_t fs_ready_at(void)
+{
+	return store_now_ms() + (int64_t)fs_cfg()->settle_ms;
+}
+
+void fs_stat_owner(struct stat *st)
+{
+	st->st_uid = fs_uid;
+	st->st_gid = fs_gid;
+}
+
+void fs_ts_from_ms(struct timespec *ts, int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	ts->tv_sec = (time_t)(ms / 1000);
+	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+}
+
+void fs_stat_dir(struct stat *st, int64_t mtime_ms)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2;
+	st->st_size = 4096;
+	st->st_blksize = 4096;
+	fs_stat_owner(st);
+	fs_ts_from_ms(&st->st_mtim, mtime_ms);
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+int fs_xattr_reply(const char *value, size_t len, char *buf, size_t size)
+{
+	if (size == 0)
+		return (int)len;
+	if (len > size)
+		return -ERANGE;
+	memcpy(buf, value, len);
+	return (int)len;
+}
+
+/* ---- path parsing -------------------------------------------------- */
+
+static int fs_comp_is(const char *c, size_t len, const char *word)
+{
+	return strlen(word) == len && memcmp(c, word, len) == 0;
+}
+
+static void fs_path_deep(struct fs_path *p, int ncomp, enum fs_kind parent)
+{
+	p->kind = FS_DEEP;
+	p->parent = ncomp == 1 ? parent : FS_DEEP;
+}
+
+/* Fill p for /inbox/... or /outbox/... with n components c[]/l[]. */
+static void fs_path_box(struct fs_path *p, int in, int n, const char **c,
+			const size_t *l)
+{
+	enum fs_kind top = in ? FS_INBOX : FS_OUTBOX;
+	enum fs_kind dir = in ? FS_IN_DIR : FS_OUT_DIR;
+	enum fs_kind file = in ? FS_IN_FILE : FS_OUT_FILE;
+
+	p->parent = FS_ROOT;
+	p->kind = top;
+	if (n >= 2) {
+		memcpy(p->dir, c[1], l[1]);
+		p->dir[l[1]] = '\0';
+		p->parent = top;
+		p->kind = dir;
+	}
+	if (n >= 3) {
+		memcpy(p->name, c[2], l[2]);
+		p->name[l[2]] = '\0';
+		p->parent = dir;
+		p->kind = file;
+	}
+	if (n >= 4)
+		fs_path_deep(p, n - 3, file);
+}
+
+int fs_path_parse(const char *path, struct fs_path *p)
+{
+	const char *c[4];
+	size_t l[4];
+	const char *s = path;
+	int n = 0;
+
+	p->kind = FS_DEEP;
+	p->parent = FS_DEEP;
+	p->dir[0] = '\0';
+	p->name[0] = '\0';
+	if (!path)
+		return -ENOENT;
+	while (*s) {
+		const char *e;
+
+		while (*s == '/')
+			s++;
+		if (!*s)
+			break;
+		e = strchrnul(s, '/');
+		if (e - s > FS_NAME_MAX)
+			return -ENAMETOOLONG;
+		if (n < 4) {
+			c[n] = s;
+			l[n] = (size_t)(e - s);
+		}
+		n++;
+		s = e;
+	}
+	if (n == 0) {
+		p->kind = FS_ROOT;
+		p->parent = FS_ROOT;
+	} else if (fs_comp_is(c[0], l[0], "inbox")) {
+		fs_path_box(p, 1, n < 4 ? n : 4, c, l);
+		if (n > 4)
+			p->parent = FS_DEEP;
+	} else if (fs_comp_is(c[0], l[0], "outbox")) {
+		fs_path_box(p, 0, n < 4 ? n : 4, c, l);
+		if (n > 4)
+			p->parent = FS_DEEP;
+	} else if (fs_comp_is(c[0], l[0], "status") && n == 1) {
+		p->kind = FS_STATUS;
+		p->parent = FS_ROOT;
+	} else {
+		fs_path_deep(p, n, FS_ROOT);
+	}
+	return 0;
+}
+
+/* ---- contact folder attributes (memory only) ----------------------- */
+
+struct fs_dattr {
+	struct fs_dattr *next;
+	char *jid;
+	mode_t mode;
+	struct timespec mtime;
+	int has_mtime;
+};
+
+static pthread_mutex_t fs_dattr_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fs_dattr *fs_dattr_head; /* protected by fs_dattr_lock */
+
+/* Caller holds fs_dattr_lock. create != 0 adds a default entry. */
+static struct fs_dattr *fs_dattr_find(const char *jid, int create)
+{
+	struct fs_dattr *d;
+
+	for (d = fs_dattr_head; d; d = d->next)
+		if (strcmp(d->jid, jid) == 0)
+			return d;
+	if (!create)
+		return NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->jid = strdup(jid);
+	if (!d->jid) {
+		free(d);
+		return NULL;
+	}
+	d->mode = 0755;
+	d->next = fs_dattr_head;
+	fs_dattr_head = d;
+	return d;
+}
+
+static void fs_dattr_apply(const char *jid, struct stat *st)
+{
+	struct fs_dattr *d;
+
+	pthread_mutex_lock(&fs_dattr_lock);
+	d = fs_dattr_find(jid, 0);
+	if (d) {
+		st->st_mode = S_IFDIR | (d->mode & 07777);
+		if (d->has_mtime)
+			st->st_mtim = d->mtime;
+	}
+	pthread_mutex_unlock(&fs_dattr_lock);
+}
+
+static int fs_dattr_set(const char *jid, const mode_t *mode,
+			const struct timespec *mtime)
+{
+	struct fs_dattr *d;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs_dattr_lock);
+	d = fs_dattr_find(jid, 1);
+	if (!d) {
+		rc = -ENOMEM;
+	} else {
+		if (mode)
+			d->mode = *mode & 07777;
+		if (mtime) {
+			d->mtime = *mtime;
+			d->has_mtime = 1;
+		}
+	}
+	pthread_mutex_unlock(&fs_dattr_lock);
+	return rc;
+}
+
+static void fs_dattr_drop(const char *jid)
+{
+	struct fs_dattr **pp, *d;
+
+	pthread_mutex_lock(&fs_dattr_lock);
+	for (pp = &fs_dattr_head; *pp; pp = &(*pp)->next) {
+		d = *pp;
+		if (strcmp(d->jid, jid) == 0) {
+			*pp = d->next;
+			free(d->jid);
+			free(d);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs_dattr_lock);
+}
+
+static void fs_dattr_clear(void)
+{
+	struct fs_dattr *d;
+
+	pthread_mutex_lock(&fs_dattr_lock);
+	while (fs_dattr_head) {
+		d = fs_dattr_head;
+		fs_dattr_head = d->next;
+		free(d->jid);
+		free(d);
+	}
+	pthread_mutex_unlock(&fs_dattr_lock);
+}
+
+/* ---- attributes ---------------------------------------------------- */
+
+static void fs_stat_status(struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_blksize = 4096;
+	fs_stat_owner(st);
+	fs_ts_from_ms(&st->st_mtim, store_now_ms());
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static int fs_contact_stat(const char *jid, struct stat *st)
+{
+	struct store_contact c;
+	int rc;
+
+	rc = store_contact_get(fs_cfg()->store, jid, &c);
+	if (rc < 0)
+		return rc;
+	fs_stat_dir(st, c.created_ms);
+	fs_dattr_apply(jid, st);
+	return 0;
+}
+
+static int fs_getattr_fh(struct stat *st, struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	switch (fh->kind) {
+	case FS_FH_OUT:
+		return fs_out_getattr(NULL, st, fi);
+	case FS_FH_IN:
+		return fs_in_getattr(NULL, st, fi);
+	case FS_FH_STATUS:
+		fs_stat_status(st);
+		return 0;
+	}
+	return -EBADF;
+}
+
+static int fs_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	if (fi && fi->fh)
+		return fs_getattr_fh(st, fi);
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_ROOT:
+	case FS_INBOX:
+	case FS_OUTBOX:
+		fs_stat_dir(st, fs_mount_ms);
+		return 0;
+	case FS_STATUS:
+		fs_stat_status(st);
+		return 0;
+	case FS_OUT_DIR:
+		return fs_contact_stat(p.dir, st);
+	case FS_IN_DIR:
+		rc = fs_in_sender_exists(p.dir);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOENT;
+		fs_stat_dir(st, fs_mount_ms);
+		return 0;
+	case FS_OUT_FILE:
+		return fs_out_getattr(&p, st, NULL);
+	case FS_IN_FILE:
+		return fs_in_getattr(&p, st, NULL);
+	case FS_DEEP:
+		break;
+	}
+	return -ENOENT;
+}
+
+/* ---- directories --------------------------------------------------- */
+
+static int fs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct fs_path *p;
+	struct stat st;
+	int rc;
+
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	rc = fs_path_parse(path, p);
+	if (rc == 0)
+		rc = fs_getattr(path, &st, NULL);
+	if (rc == 0 && !S_ISDIR(st.st_mode))
+		rc = -ENOTDIR;
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	fi->fh = (uint64_t)(uintptr_t)p;
+	return 0;
+}
+
+static int fs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	free((void *)(uintptr_t)fi->fh);
+	fi->fh = 0;
+	return 0;
+}
+
+static int fs_readdir_root(void *buf, fuse_fill_dir_t filler,
+			   enum fuse_readdir_flags flags)
+{
+	struct stat st;
+	enum fuse_fill_dir_flags ff = 0;
+
+	if (flags & FUSE_READDIR_PLUS)
+		ff = FUSE_FILL_DIR_PLUS;
+	fs_stat_dir(&st, fs_mount_ms);
+	if (filler(buf, "inbox", &st, 0, ff) || filler(buf, "outbox", &st, 0, ff))
+		return 0;
+	fs_stat_status(&st);
+	filler(buf, "status", &st, 0, ff);
+	return 0;
+}
+
+struct fs_names {
+	char **v;
+	size_t n, cap;
+	int64_t *ms;
+};
+
+static int fs_names_add(struct fs_names *a, const char *name, int64_t ms)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		char **v = realloc(a->v, cap * sizeof(*v));
+		int64_t *t;
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		t = realloc(a->ms, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		a->ms = t;
+		a->cap = cap;
+	}
+	a->v[a->n] = strdup(name);
+	if (!a->v[a->n])
+		return -ENOMEM;
+	a->ms[a->n++] = ms;
+	return 0;
+}
+
+static void fs_names_free(struct fs_names *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->v[i]);
+	free(a->v);
+	free(a->ms);
+}
+
+static int fs_contact_collect(const struct store_contact *c, void *arg)
+{
+	return fs_names_add(arg, c->jid, c->created_ms);
+}
+
+static int fs_readdir_outbox(void *buf, fuse_fill_dir_t filler,
+			     enum fuse_readdir_flags flags)
+{
+	struct fs_names a = { 0 };
+	struct stat st;
+	enum fuse_fill_dir_flags ff = 0;
+	int rc;
+
+	if (flags & FUSE_READDIR_PLUS)
+		ff = FUSE_FILL_DIR_PLUS;
+	rc = store_contact_list(fs_cfg()->store, fs_contact_collect, &a);
+	for (size_t i = 0; rc >= 0 && i < a.n; i++) {
+		fs_stat_dir(&st, a.ms[i]);
+		fs_dattr_apply(a.v[i], &st);
+		if (filler(buf, a.v[i], &st, 0, ff))
+			break;
+	}
+	fs_names_free(&a);
+	return rc < 0 ? rc : 0;
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	const struct fs_path *p = (const struct fs_path *)(uintptr_t)fi->fh;
+
+	(void)path;
+	(void)off;
+	if (!p)
+		return -EBADF;
+	/* Offsets are ignored (0): libfuse buffers the whole listing. */
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	switch (p->kind) {
+	case FS_ROOT:
+		return fs_readdir_root(buf, filler, flags);
+	case FS_OUTBOX:
+		return fs_readdir_outbox(buf, filler, flags);
+	case FS_INBOX:
+		return fs_in_readdir_senders(buf, filler);
+	case FS_OUT_DIR:
+		return fs_out_readdir(p->dir, buf, filler, flags);
+	case FS_IN_DIR:
+		return fs_in_readdir(p->dir, buf, filler, flags);
+	default:
+		break;
+	}
+	return -ENOTDIR;
+}
+
+static int fs_mkdir_contact(const char *name, mode_t mode)
+{
+	char norm[STORE_JID_MAX];
+	int rc;
+
+	if (jid_bare_normalize(name, norm, sizeof(norm)) < 0)
+		return -EINVAL;
+	/* The kernel looks the folder up under the name it asked for, so only
+	 * a name already in normal form can work. */
+	if (strcmp(norm, name) != 0)
+		return -EINVAL;
+	rc = store_contact_add(fs_cfg()->store, norm, STORE_CONTACT_USER);
+	if (rc < 0)
+		return rc;
+	fs_dattr_drop(norm);
+	if ((mode & 07777) != 0755)
+		fs_dattr_set(norm, &mode, NULL);
+	fs_wake();
+	return 0;
+}
+
+static int fs_mkdir(const char *path, mode_t mode)
+{
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_DIR:
+		return fs_mkdir_contact(p.dir, mode);
+	case FS_ROOT:
+	case FS_INBOX:
+	case FS_OUTBOX:
+	case FS_STATUS:
+		return -EEXIST;
+	case FS_OUT_FILE:
+		return -EPERM; /* contact folders are flat */
+	case FS_IN_DIR:
+	case FS_IN_FILE:
+		return -EACCES;
+	case FS_DEEP:
+		break;
+	}
+	return p.parent == FS_ROOT ? -EACCES : -ENOENT;
+}
+
+static int fs_rmdir_sender(const char *sender)
+{
+	int rc = fs_in_sender_exists(sender);
+
+	/* A sender folder exists while it holds files; once they are gone
+	 * rmdir succeeds so `rm -r inbox/bob` works. */
+	if (rc < 0)
+		return rc;
+	return rc > 0 ? -ENOTEMPTY : 0;
+}
+
+static int fs_rmdir(const char *path)
+{
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_DIR:
+		rc = store_contact_del(fs_cfg()->store, p.dir);
+		if (rc < 0)
+			return rc;
+		fs_dattr_drop(p.dir);
+		fs_wake();
+		return 0;
+	case FS_IN_DIR:
+		return fs_rmdir_sender(p.dir);
+	case FS_ROOT:
+	case FS_INBOX:
+	case FS_OUTBOX:
+		return -EBUSY;
+	case FS_STATUS:
+	case FS_OUT_FILE:
+	case FS_IN_FILE:
+		return -ENOTDIR;
+	case FS_DEEP:
+		break;
+	}
+	return -ENOENT;
+}
+
+/* ---- namespace changes on files ------------------------------------ */
+
+static int fs_unlink(const char *path)
+{
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_unlink(&p);
+	case FS_IN_FILE:
+		return fs_in_unlink(&p);
+	case FS_STATUS:
+		return -EACCES;
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EISDIR;
+}
+
+static int fs_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct fs_path a, b;
+	int rc;
+
+	if (flags & ~(unsigned)RENAME_NOREPLACE)
+		return -EINVAL; /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+	rc = fs_path_parse(from, &a);
+	if (rc == 0)
+		rc = fs_path_parse(to, &b);
+	if (rc < 0)
+		return rc;
+	switch (a.kind) {
+	case FS_OUT_FILE:
+		if (b.kind == FS_DEEP && b.parent != FS_ROOT)
+			return -ENOENT;
+		if (b.kind != FS_OUT_FILE)
+			return -EXDEV;
+		return fs_out_rename(&a, &b, flags);
+	case FS_IN_FILE:
+		if (b.kind != FS_IN_FILE || strcmp(a.dir, b.dir) != 0)
+			return -EXDEV; /* mv falls back to copy + unlink */
+		return fs_in_rename(&a, &b, flags);
+	case FS_OUT_DIR:
+	case FS_IN_DIR:
+		return -EXDEV;
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EPERM;
+}
+
+/* ---- attribute changes --------------------------------------------- */
+
+static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	if (fi && fi->fh)
+		return fs_fh_get(fi)->kind == FS_FH_OUT
+			       ? fs_out_chmod(NULL, mode, fi)
+			       : -EPERM;
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_chmod(&p, mode, NULL);
+	case FS_OUT_DIR:
+		rc = store_contact_get(fs_cfg()->store, p.dir,
+				       &(struct store_contact){ 0 });
+		return rc < 0 ? rc : fs_dattr_set(p.dir, &mode, NULL);
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EPERM;
+}
+
+static int fs_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	(void)path;
+	(void)fi;
+	/* Files belong to the mounting user; only a no-op is allowed. */
+	if (uid != (uid_t)-1 && uid != fs_uid)
+		return -EPERM;
+	if (gid != (gid_t)-1 && gid != fs_gid)
+		return -EPERM;
+	return 0;
+}
+
+static int fs_truncate(const char *path, off_t size,
+		       struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	if (size < 0)
+		return -EINVAL;
+	if (fi && fi->fh)
+		return fs_fh_get(fi)->kind == FS_FH_OUT
+			       ? fs_out_truncate(NULL, size, fi)
+			       : -EACCES;
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_truncate(&p, size, NULL);
+	case FS_IN_FILE:
+	case FS_STATUS:
+		return -EACCES;
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EISDIR;
+}
+
+static int fs_utimens_dir(const char *jid, const struct timespec tv[2])
+{
+	struct timespec now;
+	int rc;
+
+	rc = store_contact_get(fs_cfg()->store, jid,
+			       &(struct store_contact){ 0 });
+	if (rc < 0)
+		return rc;
+	if (tv[1].tv_nsec == UTIME_OMIT)
+		return 0;
+	if (tv[1].tv_nsec == UTIME_NOW) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		return fs_dattr_set(jid, NULL, &now);
+	}
+	return fs_dattr_set(jid, NULL, &tv[1]);
+}
+
+static int fs_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	if (fi && fi->fh)
+		return fs_fh_get(fi)->kind == FS_FH_OUT
+			       ? fs_out_utimens(NULL, tv, fi)
+			       : -EPERM;
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_utimens(&p, tv, NULL);
+	case FS_OUT_DIR:
+		return fs_utimens_dir(p.dir, tv);
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EPERM;
+}
+
+/* ---- file I/O dispatch --------------------------------------------- */
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_open(&p, fi);
+	case FS_IN_FILE:
+		return fs_in_open(&p, fi);
+	case FS_STATUS:
+		if ((fi->flags & O_ACCMODE) != O_RDONLY)
+			return -EACCES;
+		return fs_status_open(fi);
+	case FS_DEEP:
+		return -ENOENT;
+	default:
+		break;
+	}
+	return -EISDIR;
+}
+
+static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	if (!S_ISREG(mode) && (mode & S_IFMT) != 0)
+		return -EPERM;
+	switch (p.kind) {
+	case FS_OUT_FILE:
+		return fs_out_create(&p, mode, fi);
+	case FS_ROOT:
+	case FS_INBOX:
+	case FS_OUTBOX:
+	case FS_STATUS:
+		return -EEXIST;
+	case FS_DEEP:
+		return p.parent == FS_ROOT ? -EACCES : -ENOENT;
+	default:
+		break;
+	}
+	return -EACCES;
+}
+
+static int fs_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	(void)path;
+	switch (fh->kind) {
+	case FS_FH_OUT:
+	case FS_FH_IN:
+		return fs_out_read(fh, buf, size, off);
+	case FS_FH_STATUS:
+		return fs_status_read(fh, buf, size, off);
+	}
+	return -EBADF;
+}
+
+static int fs_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	(void)path;
+	if (fh->kind != FS_FH_OUT)
+		return -EBADF;
+	return fs_out_write(fh, buf, size, off);
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	(void)path;
+	fi->fh = 0;
+	if (!fh)
+		return 0;
+	if (fh->kind == FS_FH_OUT)
+		return fs_out_release(fh);
+	if (fh->fd >= 0)
+		close(fh->fd);
+	free(fh->buf);
+	free(fh);
+	return 0;
+}
+
+static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	(void)path;
+	if (fh->kind != FS_FH_OUT)
+		return 0;
+	return fs_out_fsync(fh, datasync);
+}
+
+static int fs_fallocate(const char *path, int mode, off_t off, off_t len,
+			struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fs_fh_get(fi);
+
+	(void)path;
+	if (!fh || fh->kind != FS_FH_OUT)
+		return -EBADF;
+	return fs_out_fallocate(fh, mode, off, len);
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	if (statvfs(store_data_dir(fs_cfg()->store), sv) < 0)
+		return -errno;
+	sv->f_namemax = FS_NAME_MAX;
+	return 0;
+}
+
+/* ---- extended attributes ------------------------------------------- */
+
+static int fs_getxattr(const char *path, const char *name, char *value,
+		       size_t size)
+{
+	struct fs_path p;
+	char link[256];
+	int rc;
+
+	/* The kernel asks for security.capability before writes; answer
+	 * anything not ours without touching the store. */
+	if (strncmp(name, FS_XATTR_PREFIX, strlen(FS_XATTR_PREFIX)) != 0)
+		return -ENODATA;
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_ROOT:
+		if (strcmp(name, FS_XATTR_LINK) != 0)
+			return -ENODATA;
+		store_get_link(fs_cfg()->store, link, sizeof(link));
+		return fs_xattr_reply(link, strlen(link), value, size);
+	case FS_OUT_FILE:
+		return fs_out_getxattr(&p, name, value, size);
+	case FS_IN_FILE:
+		return fs_in_getxattr(&p, name, value, size);
+	default:
+		break;
+	}
+	return -ENODATA;
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+	static const char root[] = FS_XATTR_LINK;
+	struct fs_path p;
+	int rc;
+
+	rc = fs_path_parse(path, &p);
+	if (rc < 0)
+		return rc;
+	switch (p.kind) {
+	case FS_ROOT:
+		return fs_xattr_reply(root, sizeof(root), list, size);
+	case FS_OUT_FILE:
+		return fs_out_listxattr(&p, list, size);
+	case FS_IN_FILE:
+		return fs_in_listxattr(&p, list, size);
+	default:
+		break;
+	}
+	return 0;
+}
+
+static int fs_setxattr(const char *path, const char *name, const char *value,
+		       size_t size, int flags)
+{
+	(void)path;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	return -ENOTSUP;
+}
+
+static int fs_removexattr(const char *path, const char *name)
+{
+	(void)path;
+	(void)name;
+	return -ENOTSUP;
+}
+
+/* ---- init / destroy ------------------------------------------------ */
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	cfg->use_ino = 0;
+	cfg->readdir_ino = 0;
+	cfg->nullpath_ok = 1;
+	cfg->hard_remove = 1;
+	cfg->kernel_cache = 0;
+	cfg->auto_cache = 0;
+	cfg->direct_io = 0;
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0.0;
+
+	conn->max_write = 1u << 20;
+	/* max_readahead arrives as the kernel's maximum; only raise it. */
+	if (conn->max_readahead < (1u << 20))
+		conn->max_readahead = 1u << 20;
+#ifdef FUSE_CAP_BIG_WRITES
+	if (conn->capable & FUSE_CAP_BIG_WRITES)
+		conn->want |= FUSE_CAP_BIG_WRITES;
+#endif
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* "auto" switches to plain readdir after the first buffer, and then
+	 * `ls -l` looks every file up one by one. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+
+	fs_uid = getuid();
+	fs_gid = getgid();
+	fs_mount_ms = store_now_ms();
+	return fuse_get_context()->private_data;
+}
+
+static void fs_destroy(void *private_data)
+{
+	(void)private_data;
+	fs_out_writers_clear();
+	fs_dattr_clear();
+}
+
+static const struct fuse_operations fs_ops = {
+	.init = fs_init,
+	.destroy = fs_destroy,
+	.getattr = fs_getattr,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
+	.mkdir = fs_mkdir,
+	.rmdir = fs_rmdir,
+	.unlink = fs_unlink,
+	.rename = fs_rename,
+	.chmod = fs_chmod,
+	.chown = fs_chown,
+	.truncate = fs_truncate,
+	.utimens = fs_utimens,
+	.open = fs_open,
+	.create = fs_create,
+	.read = fs_read,
+	.write = fs_write,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.fallocate = fs_fallocate,
+	.statfs = fs_statfs,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.setxattr = fs_setxattr,
+	.removexattr = fs_removexattr,
+};
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &fs_ops;
+}
