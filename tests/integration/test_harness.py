@@ -189,3 +189,91 @@ def test_cli_prosody(tmp_path):
         p.terminate()
         assert p.wait(timeout=10) == 0
     assert not xfsutil.port_open('127.0.0.1', info['port'])
+
+
+# ------------------------------------------------------------ slixpeer
+
+SIZES = [0, 1, 1 << 20]
+METHODS = ['s5b-direct', 's5b-proxy', 'ibb']
+
+
+@pytest.mark.parametrize('size', SIZES, ids=['0B', '1B', '1MiB'])
+@pytest.mark.parametrize('method', METHODS)
+def test_peer_to_peer(prosody, tmp_path, method, size):
+    src = tmp_path / 'src.bin'
+    md5 = xfsutil.make_file(str(src), size, seed=size)
+    rdir = tmp_path / 'in'
+    r = xfsutil.PeerReceiver(prosody, 'bob', str(rdir), count=1, timeout=20,
+                             resource='recv-' + method)
+    try:
+        r.wait_ready()
+        rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                    method=method, timeout=20,
+                                    log_path=str(tmp_path / 'send.log'))
+        assert rc == 0 and res['ok'], res
+        assert res['method'] == method
+        assert res['md5'] == md5 and res['size'] == size
+        out = r.results()
+    finally:
+        r.stop()
+    assert r.returncode == 0, xfsutil.tail(r.log_path)
+    assert len(out) == 1
+    got = out[0]
+    assert got['ok'], got
+    assert got['method'] == method
+    assert (got['size'], got['md5'], got['offered_hash']) == (size, md5, md5)
+    assert got['name'] == 'src.bin'
+    assert xfsutil.md5_file(got['path']) == md5
+    assert os.listdir(str(rdir)) == ['src.bin']      # no .part left over
+
+
+def test_peer_auto_and_bare_jid(prosody, tmp_path):
+    """Default method with a bare --to: bytestreams (direct first)."""
+    src = tmp_path / 'a.bin'
+    md5 = xfsutil.make_file(str(src), 70000, seed=3)
+    r = xfsutil.PeerReceiver(prosody, 'carol', str(tmp_path / 'in'),
+                             timeout=20)
+    try:
+        r.wait_ready()
+        rc, res = xfsutil.peer_send(prosody, 'dave', 'carol', str(src),
+                                    timeout=20)
+        assert rc == 0 and res['method'] == 's5b-direct', res
+        out = r.results()
+    finally:
+        r.stop()
+    assert out[0]['ok'] and out[0]['md5'] == md5
+
+
+def test_peer_methods_ibb_only_and_decline(prosody, tmp_path):
+    src = tmp_path / 'b.bin'
+    xfsutil.make_file(str(src), 5000, seed=4)
+    r = xfsutil.PeerReceiver(prosody, 'bob', str(tmp_path / 'in'), count=2,
+                             timeout=20, resource='ibbonly',
+                             extra=['--methods', 'ibb'])
+    try:
+        r.wait_ready()
+        rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                    timeout=20)
+        assert rc == 0 and res['method'] == 'ibb', res
+        rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                    method='s5b-direct', timeout=20)
+        assert rc == 1 and 'no acceptable stream method' in res['error'], res
+        out = r.results()
+    finally:
+        r.stop()
+    assert [o['ok'] for o in out] == [True, False]
+    assert 'no-valid-streams' in out[1]['error']
+
+    r = xfsutil.PeerReceiver(prosody, 'bob', str(tmp_path / 'in2'),
+                             timeout=20, resource='decline',
+                             extra=['--accept', 'no'])
+    try:
+        r.wait_ready()
+        rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                    timeout=20)
+        assert rc == 1 and 'forbidden' in res['error'], res
+        out = r.results()
+    finally:
+        r.stop()
+    assert out[0]['error'] == 'declined'
+    assert os.listdir(str(tmp_path / 'in2')) == []

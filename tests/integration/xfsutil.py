@@ -578,6 +578,110 @@ class MountError(Exception):
     pass
 
 
+# ---------------------------------------------------------------- slixpeer
+
+PEER = os.path.join(os.path.dirname(HERE), 'peer', 'slixpeer.py')
+PEER_PYTHON = '/usr/bin/python3'
+
+
+def peer_argv(prosody, name, resource='slixpeer'):
+    """Common slixpeer arguments to log in as `name` on `prosody`."""
+    jid = prosody.jid(name)
+    return [PEER_PYTHON, PEER, '--jid', '%s/%s' % (jid, resource),
+            '--password', prosody.password(jid), '--server', prosody.server,
+            '--cafile', prosody.cafile]
+
+
+class PeerReceiver:
+    """A `slixpeer.py receive` process. results() -> list of JSON dicts."""
+
+    def __init__(self, prosody, name, dir, count=1, timeout=30,
+                 resource='slixpeer', extra=(), log_path=None):
+        os.makedirs(dir, exist_ok=True)
+        self.dir = dir
+        self.ready_file = os.path.join(dir, '..', '.ready-%s-%s-%d' % (
+            name, resource, os.getpid()))
+        self.ready_file = os.path.abspath(self.ready_file)
+        if os.path.exists(self.ready_file):
+            os.unlink(self.ready_file)
+        self.timeout = timeout
+        self.log_path = log_path or os.path.abspath(
+            os.path.join(dir, '..', 'slixpeer-%s-%s.log' % (name, resource)))
+        argv = peer_argv(prosody, name, resource) + [
+            'receive', '--dir', dir, '--count', str(count),
+            '--timeout', str(timeout), '--ready-file', self.ready_file
+        ] + list(extra)
+        self._log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                     stderr=self._log,
+                                     stdin=subprocess.DEVNULL)
+        self.jid = None
+        self._results = None
+
+    def wait_ready(self, timeout=15):
+        """Block until logged in; return our full JID."""
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError('slixpeer receive exited early (%s): %s'
+                                   % (self.proc.returncode,
+                                      tail(self.log_path)))
+            try:
+                with open(self.ready_file) as f:
+                    return f.read().strip() or None
+            except OSError:
+                return None
+        self.jid = wait_for(ready, timeout, msg='slixpeer receiver ready')
+        return self.jid
+
+    def results(self, timeout=None):
+        """Wait for exit (timeout defaults to the receiver's + 10 s) and
+        return its JSON lines as dicts."""
+        if self._results is None:
+            try:
+                out, _ = self.proc.communicate(
+                    timeout=timeout or self.timeout + 10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, _ = self.proc.communicate()
+            self._log.close()
+            self._results = [json.loads(l) for l in
+                             out.decode().splitlines() if l.strip()]
+        return self._results
+
+    @property
+    def returncode(self):
+        return self.proc.returncode
+
+    def stop(self):
+        stop_pid(self.proc, 3)
+        if not self._log.closed:
+            self._log.close()
+
+
+def peer_send(prosody, name, to, file, method=None, timeout=30,
+              resource='sender', extra=(), log_path=None):
+    """Run `slixpeer.py send` to completion. Returns (returncode, result
+    dict). `to` may be a short name, bare or full JID."""
+    if '@' not in to:
+        to = prosody.jid(to)
+    argv = peer_argv(prosody, name, resource) + [
+        'send', '--to', to, '--file', file, '--timeout', str(timeout)]
+    if method:
+        argv += ['--method', method]
+    argv += list(extra)
+    lf = open(log_path, 'ab') if log_path else subprocess.DEVNULL
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=lf,
+                           stdin=subprocess.DEVNULL, timeout=timeout + 15)
+    finally:
+        if log_path:
+            lf.close()
+    lines = [l for l in r.stdout.decode().splitlines() if l.strip()]
+    res = json.loads(lines[-1]) if lines else {'ok': False,
+                                               'error': 'no output'}
+    return r.returncode, res
+
+
 # ---------------------------------------------------------------- CLI
 
 def _cli(argv):
