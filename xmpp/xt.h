@@ -40,6 +40,7 @@ struct xt_config {
 	const char *s5b_host;  /* address offered for direct S5B, "none",
 				  NULL = local address of the server link */
 	const char *on_receive; /* shell command run after a file arrives */
+	const char *mountpoint; /* for paths given to on_receive */
 	int debug;             /* log protocol steps */
 };
 

@@ -1,0 +1,187 @@
+/*
+ * main/status_cmd: `xmppfs status [--watch] [--json] [MOUNTPOINT]`.
+ * Reads the mount's status file (TAB-separated, see fs/) and prints a
+ * table with progress bars, or one JSON object per line.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int status_main(int argc, char **argv);
+
+static int find_mount(char *buf, size_t len)
+{
+	FILE *m = setmntent("/proc/self/mounts", "r");
+	struct mntent *e;
+	int found = 0;
+
+	if (!m)
+		return -1;
+	while ((e = getmntent(m))) {
+		if (strcmp(e->mnt_type, "fuse.xmppfs") == 0) {
+			snprintf(buf, len, "%s", e->mnt_dir);
+			found = 1;
+			break;
+		}
+	}
+	endmntent(m);
+	return found ? 0 : -1;
+}
+
+/* Undo the status file's escapes (\t \n \\) in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (*s == '\\' && s[1]) {
+			s++;
+			*o++ = *s == 't' ? '\t' : *s == 'n' ? '\n' : *s;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void human(char *buf, size_t len, unsigned long long v)
+{
+	const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double d = (double)v;
+	int i = 0;
+
+	while (d >= 1024 && i < 4) {
+		d /= 1024;
+		i++;
+	}
+	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", d, u[i]);
+}
+
+static int show(const char *path, int json, FILE *out)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int rows = 0;
+
+	if (!f) {
+		fprintf(stderr, "xmppfs status: %s: %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *col[8] = {0}, *save = NULL, *p = line;
+		unsigned long long prog, size;
+		int n = 0;
+
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '#') {
+			if (!json)
+				fprintf(out, "%s\n", line + 2);
+			continue;
+		}
+		for (char *t = strtok_r(p, "\t", &save); t && n < 8;
+		     t = strtok_r(NULL, "\t", &save))
+			col[n++] = t;
+		if (n < 8)
+			continue;
+		for (int i = 0; i < 8; i++)
+			unescape(col[i]);
+		prog = strtoull(col[2], NULL, 10);
+		size = strtoull(col[3], NULL, 10);
+		rows++;
+		if (json) {
+			fprintf(out, "{\"direction\":");
+			json_str(out, col[0]);
+			fprintf(out, ",\"state\":");
+			json_str(out, col[1]);
+			fprintf(out, ",\"progress\":%llu,\"size\":%llu,"
+				"\"method\":", prog, size);
+			json_str(out, strcmp(col[4], "-") ? col[4] : "");
+			fprintf(out, ",\"jid\":");
+			json_str(out, col[5]);
+			fprintf(out, ",\"name\":");
+			json_str(out, col[6]);
+			fprintf(out, ",\"error\":");
+			json_str(out, strcmp(col[7], "-") ? col[7] : "");
+			fprintf(out, "}\n");
+		} else {
+			char bar[21], hs[32], hp[32];
+			int pct = size ? (int)(prog * 100 / size) : 100;
+			int fill = pct / 5;
+
+			for (int i = 0; i < 20; i++)
+				bar[i] = i < fill ? '#' : '.';
+			bar[20] = '\0';
+			human(hs, sizeof(hs), size);
+			human(hp, sizeof(hp), prog);
+			fprintf(out, "%-3s %-9s [%s] %3d%% %10s/%-10s %-10s "
+				"%s %s%s%s\n", col[0], col[1], bar, pct, hp,
+				hs, strcmp(col[4], "-") ? col[4] : "", col[5],
+				col[6], strcmp(col[7], "-") ? "  error: " : "",
+				strcmp(col[7], "-") ? col[7] : "");
+		}
+	}
+	fclose(f);
+	if (!json && rows == 0)
+		fprintf(out, "no transfers\n");
+	return 0;
+}
+
+int status_main(int argc, char **argv)
+{
+	int json = 0, watch = 0;
+	const char *mnt = NULL;
+	char buf[PATH_MAX], path[PATH_MAX + 16];
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--watch") == 0)
+			watch = 1;
+		else if (argv[i][0] == '-') {
+			fprintf(stderr, "usage: xmppfs status [--watch] "
+				"[--json] [MOUNTPOINT]\n");
+			return 2;
+		} else
+			mnt = argv[i];
+	}
+	if (!mnt) {
+		if (find_mount(buf, sizeof(buf)) < 0) {
+			fprintf(stderr, "xmppfs status: no xmppfs mount "
+				"found; name the mount point\n");
+			return 1;
+		}
+		mnt = buf;
+	}
+	snprintf(path, sizeof(path), "%s/status", mnt);
+	if (!watch)
+		return show(path, json, stdout) < 0 ? 1 : 0;
+	for (;;) {
+		if (!json)
+			fputs("\033[H\033[2J", stdout);
+		if (show(path, json, stdout) < 0)
+			return 1;
+		fflush(stdout);
+		sleep(1);
+	}
+}
