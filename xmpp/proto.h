@@ -249,4 +249,80 @@ size_t proto_b64_encode(const uint8_t *src, size_t len, char *dst);
 void proto_sanitize_name(const char *in, size_t inlen,
 			 char out[PROTO_NAME_MAX]);
 
+/* ---- additions: streaming base64 and helpers shared by proto*.c ---- */
+
+/*
+ * Incremental strict base64 (same rules as proto_b64_decode), for text
+ * that arrives in several pieces (libstrophe may split an element's text
+ * into several text nodes). init, feed each piece, then finish; feed
+ * returns 0 or -EBADMSG / -E2BIG (sticky), finish the total decoded length
+ * or a negative errno (e.g. input ending mid-quantum). No allocation.
+ */
+struct proto_b64 {
+	uint8_t *dst;
+	size_t cap, len;
+	uint32_t acc;  /* bits of the current quantum */
+	unsigned n;    /* characters in the current quantum, 0..3 */
+	unsigned pad;  /* '=' seen in the current quantum */
+	int done;      /* a padded quantum ended the data */
+	int err;       /* sticky negative errno */
+};
+void proto_b64_init(struct proto_b64 *s, uint8_t *dst, size_t cap);
+int proto_b64_feed(struct proto_b64 *s, const char *src, size_t srclen);
+long proto_b64_finish(struct proto_b64 *s);
+
+/*
+ * Helpers used by the proto*.c files (exported so the engine and tests can
+ * use the same strictness). All take borrowed stanzas.
+ *
+ * proto_child: first element child with this name and namespace (either
+ * may be NULL = any); text nodes are skipped. Borrowed, or NULL.
+ * proto_attr_copy: copy an attribute into buf; 0, -ENOENT when absent
+ * (buf = ""), -E2BIG when it does not fit (buf = "").
+ * proto_text_copy: the concatenated text children of el into buf; 0 or
+ * -E2BIG (buf = ""). A NULL el gives "" and 0.
+ * proto_parse_u64: strict unsigned decimal (digits only, no sign, no
+ * spaces, no overflow): 0 or -EBADMSG.
+ * proto_iq_head: check that st is an <iq/> of the given type (NULL = any),
+ * and copy its id (required, non-empty) and from (optional, "" if absent)
+ * into the buffers (either may be NULL). 0, -EBADMSG or -E2BIG.
+ */
+xmpp_stanza_t *proto_child(xmpp_stanza_t *st, const char *name,
+			   const char *ns);
+int proto_attr_copy(xmpp_stanza_t *st, const char *attr, char *buf,
+		    size_t len);
+int proto_text_copy(xmpp_stanza_t *el, char *buf, size_t len);
+int proto_parse_u64(const char *s, uint64_t *out);
+int proto_iq_head(xmpp_stanza_t *iq, const char *type, char *id,
+		  size_t idlen, char *from, size_t fromlen);
+
+/*
+ * Builder helpers with a sticky error, so a builder can add a whole tree
+ * and check once: every call after a failure is a no-op.
+ * proto_pb_iq starts <iq type id to> (to may be NULL); proto_pb_el adds a
+ * child (ns may be NULL = inherited) and returns it (borrowed; NULL after
+ * a failure); proto_pb_attr sets an attribute (value NULL = skip);
+ * proto_pb_text adds a text child; proto_pb_done returns the root (owned)
+ * or, after any failure, releases it and returns NULL.
+ */
+struct proto_pb {
+	xmpp_ctx_t *ctx;
+	xmpp_stanza_t *root;
+	int err;
+};
+xmpp_stanza_t *proto_pb_iq(struct proto_pb *b, xmpp_ctx_t *ctx,
+			   const char *type, const char *id, const char *to);
+xmpp_stanza_t *proto_pb_el(struct proto_pb *b, xmpp_stanza_t *parent,
+			   const char *name, const char *ns);
+void proto_pb_attr(struct proto_pb *b, xmpp_stanza_t *el, const char *name,
+		   const char *value);
+void proto_pb_text(struct proto_pb *b, xmpp_stanza_t *el, const char *text,
+		   size_t len);
+xmpp_stanza_t *proto_pb_done(struct proto_pb *b);
+
+/* Namespace URI of a method ("" for PROTO_M_NONE), and back (trimmed of
+ * XML whitespace; PROTO_M_NONE when unknown). */
+const char *proto_method_ns(enum proto_method m);
+enum proto_method proto_method_from_ns(const char *s, size_t len);
+
 #endif
