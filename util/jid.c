@@ -80,6 +80,11 @@ int jid_normalize(const char *jid, char *out, size_t outlen)
 	rlen = strlen(res);
 	if (blen + 1 + rlen + 1 > outlen || rlen > JID_PART_MAX)
 		return -EINVAL;
+	/* RFC 7622 §3.4: the resourcepart is an OpaqueString, which
+	 * disallows control characters. */
+	for (size_t i = 0; i < rlen; i++)
+		if ((unsigned char)res[i] < 0x20 || res[i] == 0x7f)
+			return -EINVAL;
 	out[blen] = '/';
 	memcpy(out + blen + 1, res, rlen + 1);
 	return 0;
