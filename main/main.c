@@ -242,7 +242,21 @@ int main(int argc, char **argv)
 	if (!o.foreground && daemonize() < 0)
 		return 1;
 
-	rc = store_open(o.data_dir, &st);
+	/* A daemon that was just unmounted may still be closing its store:
+	 * wait a little for its lock instead of failing at once. */
+	for (int i = 0; i < 50; i++) {
+		rc = store_open(o.data_dir, &st);
+		if (rc != -EBUSY)
+			break;
+		usleep(100 * 1000);
+	}
+	if (rc == -EBUSY) {
+		snprintf(err, sizeof(err), "data directory %s is in use by "
+			 "another xmppfs (unmount it first, or choose another "
+			 "with -o data_dir=PATH)", o.data_dir);
+		report(0, err);
+		return 1;
+	}
 	if (rc < 0) {
 		snprintf(err, sizeof(err), "data directory %s: %s (choose "
 			 "another with -o data_dir=PATH)", o.data_dir,
@@ -260,7 +274,7 @@ int main(int argc, char **argv)
 	rc = xt_start(xt, 15000, err, sizeof(err));
 	explicit_bzero(password, strlen(password));
 	free(password);
-	if (rc == -EACCES || rc == -EPERM || rc == -EINVAL) {
+	if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ENOENT) {
 		report(0, err);
 		xt_stop(xt);
 		xt_free(xt);

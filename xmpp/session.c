@@ -694,9 +694,13 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 		xt->reconnect_at_ms = INT64_MAX;
 		return;
 	} else {
-		snprintf(why, sizeof(why), "cannot reach or log in to %s",
-			 xt->cfg.server ? xt->cfg.server : "the server");
+		snprintf(why, sizeof(why), "cannot reach %s:%u",
+			 xt->cfg.server ? xt->cfg.server : "the server",
+			 xt->cfg.port ? xt->cfg.port : 5222);
 	}
+	/* Only the first outcome counts: an auth failure was recorded by
+	 * the log handler before this DISCONNECT. */
+	start_result(xt, -ECONNREFUSED, why);
 	store_set_link(xt->st, "offline");
 	/* Exponential backoff with jitter, capped near a minute. */
 	xt->backoff_ms = xt->backoff_ms ? xt->backoff_ms * 2 : 1000;
@@ -704,7 +708,6 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 		xt->backoff_ms = 60000;
 	xt->reconnect_at_ms = now_ms() + xt->backoff_ms / 2 +
 			      (int64_t)(rand() % (xt->backoff_ms / 2 + 1));
-	(void)why;
 }
 
 /* libstrophe gives the socket only to the sockopt callback, which has no
@@ -883,8 +886,17 @@ static void *xt_thread(void *arg)
 						xt->backoff_ms = 60000;
 					xt->reconnect_at_ms =
 						now + xt->backoff_ms;
-					start_result(xt, -ECONNREFUSED,
-						     "cannot connect");
+					char m[300];
+
+					snprintf(m, sizeof(m), "unknown host "
+						 "'%s' (check server= or the "
+						 "JID's domain)",
+						 xt->cfg.server
+						 ? xt->cfg.server
+						 : strchr(xt->cfg.jid, '@')
+						 ? strchr(xt->cfg.jid, '@') + 1
+						 : xt->cfg.jid);
+					start_result(xt, -ENOENT, m);
 				}
 			}
 		}
@@ -996,10 +1008,6 @@ int xt_start(struct xt *xt, int timeout_ms, char *err, size_t errlen)
 		snprintf(err, errlen, "no answer from %s:%u within %d s",
 			 xt->cfg.server ? xt->cfg.server : "the server",
 			 xt->cfg.port ? xt->cfg.port : 5222, timeout_ms / 1000);
-	else if (rc == -ECONNREFUSED)
-		snprintf(err, errlen, "cannot connect to %s:%u",
-			 xt->cfg.server ? xt->cfg.server : "the server",
-			 xt->cfg.port ? xt->cfg.port : 5222);
 	else
 		snprintf(err, errlen, "%s", xt->start_err);
 	pthread_mutex_unlock(&xt->start_lock);

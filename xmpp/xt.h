@@ -51,8 +51,8 @@ int xt_new(const struct xt_config *cfg, struct xt **out);
 /*
  * Start the xmpp thread and its first connection attempt; then wait up to
  * timeout_ms for the first login. Returns 0 when logged in; -EACCES (wrong
- * password), -EPERM (certificate not trusted) or -EINVAL (bad JID) are
- * fatal; -ETIMEDOUT / -ECONNREFUSED / -EHOSTUNREACH mean the server is not
+ * password), -EPERM (certificate not trusted), -ENOENT (unknown host) or
+ * -EINVAL (bad JID) are fatal; -ETIMEDOUT / -ECONNREFUSED / -EHOSTUNREACH mean the server is not
  * reachable now (the thread keeps retrying with backoff). err gets one line
  * for the user.
  */
