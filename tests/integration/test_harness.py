@@ -6,9 +6,8 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-import threading
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -118,9 +117,7 @@ def test_presence_groups_and_proxy(prosody):
         feats = info['disco_info']['features']
         assert 'http://jabber.org/protocol/bytestreams' in feats
         q = a.make_iq_get(ito=prosody.proxy_jid)
-        q.append(__import__('xml.etree.ElementTree', fromlist=['x'])
-                 .fromstring('<query xmlns='
-                             '"http://jabber.org/protocol/bytestreams"/>'))
+        q.append(ET.Element('{http://jabber.org/protocol/bytestreams}query'))
         r = await q.send(timeout=5)
         sh = r.xml.find('{http://jabber.org/protocol/bytestreams}query/'
                         '{http://jabber.org/protocol/bytestreams}streamhost')
@@ -277,3 +274,90 @@ def test_peer_methods_ibb_only_and_decline(prosody, tmp_path):
         r.stop()
     assert out[0]['error'] == 'declined'
     assert os.listdir(str(tmp_path / 'in2')) == []
+
+
+# ------------------------------------------------------------ hostile sender
+
+# (id, file size, send method, send extra args, receiver extra args,
+#  expected send rc, substring of send error, receiver ok, substring of
+#  receiver error)
+HOSTILE = [
+    ('lie-size-bigger', 10000, 's5b-direct', ['--lie-size', '20000'], [],
+     0, None, False, 'size mismatch'),
+    ('lie-size-smaller', 10000, 'ibb', ['--lie-size', '100'], [],
+     0, None, False, 'size mismatch'),
+    ('lie-size-smaller-s5b', 10000, 's5b-proxy', ['--lie-size', '100'], [],
+     0, None, False, 'more data than announced'),
+    ('bad-hash', 10000, 's5b-proxy', ['--bad-hash'], [],
+     0, None, False, 'hash mismatch'),
+    ('no-hash', 10000, 'ibb', ['--hash', 'no'], [], 0, None, True, None),
+    ('ibb-bad-base64', 10000, 'ibb', ['--ibb-bad-base64'],
+     ['--idle-timeout', '3'], 1, 'not-acceptable', False, 'IBB'),
+    ('ibb-skip-seq', 10000, 'ibb', ['--ibb-skip-seq'],
+     ['--idle-timeout', '3'], 1, 'unexpected-request', False, 'IBB'),
+    ('ibb-skip-seq-1block', 100, 'ibb', ['--ibb-skip-seq'],
+     ['--idle-timeout', '3'], 1, 'unexpected-request', False, 'IBB'),
+    ('s5b-wrong-hash-proxy', 10000, 's5b-proxy', ['--s5b-wrong-hash'],
+     ['--idle-timeout', '2'], 1, 'activate failed', False, 'idle'),
+    ('receiver-wrong-hash', 10000, 's5b-direct', [],
+     ['--s5b-wrong-hash', '--fallback-wait', '1'], 1, 'item-not-found',
+     False, 'no usable streamhost'),
+    ('close-early', 10000, 's5b-direct', ['--close-early', '5000'], [],
+     0, None, False, 'size mismatch'),
+    ('fallback-ibb', 10000, 's5b-direct', ['--s5b-dead', '--fallback-ibb'],
+     ['--s5b-timeout', '1'], 0, None, True, None),
+    ('receiver-s5b-fail', 10000, 's5b-proxy', ['--fallback-ibb'],
+     ['--s5b-fail'], 0, None, True, None),
+]
+
+
+@pytest.mark.parametrize('case', HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_peer_hostile(prosody, tmp_path, case):
+    (_, size, method, sargs, rargs, src_rc, serr, rok, rerr) = case
+    src = tmp_path / 'h.bin'
+    md5 = xfsutil.make_file(str(src), size, seed=11)
+    rdir = tmp_path / 'in'
+    r = xfsutil.PeerReceiver(prosody, 'bob', str(rdir), timeout=15,
+                             resource='hostile', extra=rargs)
+    try:
+        r.wait_ready()
+        rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                    method=method, timeout=15, extra=sargs,
+                                    log_path=str(tmp_path / 'send.log'))
+        out = r.results()
+    finally:
+        r.stop()
+    assert rc == src_rc, res
+    if serr:
+        assert serr in res['error'], res
+    assert len(out) == 1, out
+    assert out[0]['ok'] == rok, out
+    if rok:
+        assert out[0]['md5'] == md5
+        assert os.listdir(str(rdir)) == ['h.bin']
+    else:
+        assert rerr in out[0]['error'], out
+        assert os.listdir(str(rdir)) == []       # nothing published
+    if 'fallback' in case[0] or 's5b-fail' in case[0]:
+        assert res['method'] == 'ibb' and res['s5b_error'], res
+        assert out[0]['method'] == 'ibb'
+
+
+def test_peer_hostile_name(prosody, tmp_path):
+    src = tmp_path / 'n.bin'
+    xfsutil.make_file(str(src), 10, seed=1)
+    r = xfsutil.PeerReceiver(prosody, 'bob', str(tmp_path / 'in'), count=2,
+                             timeout=15, resource='names')
+    try:
+        r.wait_ready()
+        for name in ('../../x', '..'):
+            rc, res = xfsutil.peer_send(prosody, 'alice', r.jid, str(src),
+                                        method='ibb', timeout=15,
+                                        extra=['--name', name])
+            assert rc == 0, res
+        out = r.results()
+    finally:
+        r.stop()
+    assert [o['name'] for o in out] == ['../../x', '..']
+    assert sorted(os.listdir(str(tmp_path / 'in'))) == ['unnamed', 'x']
+    assert not os.path.exists(str(tmp_path / 'x'))

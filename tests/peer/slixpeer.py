@@ -75,6 +75,14 @@ send --to JID --file F [--method auto|s5b-direct|s5b-proxy|ibb]
     --close-early N   stop after sending N bytes and close the bytestream
     --no-close        IBB: never send <close/>; S5B: keep the socket open
                       until --timeout
+    --s5b-dead        offer only a streamhost on which nobody listens
+    --fallback-ibb    when the target answers the streamhost list with an
+                      error, open IBB on the same SID (as libpurple does);
+                      the result then has method "ibb" and "s5b_error"
+
+  Receive-side hostile/test options: --s5b-wrong-hash (above); --s5b-fail
+  (try no streamhost, answer item-not-found at once, then wait for IBB on
+  the same SID).
 """
 
 import argparse
@@ -93,7 +101,7 @@ import xml.etree.ElementTree as ET
 
 import slixmpp
 from slixmpp import JID
-from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.exceptions import IqError, IqTimeout, XMPPError
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -471,6 +479,8 @@ class Receiver(Peer):
         t.state = 's5b'
         hosts = [(sh.get('jid'), sh.get('host'), sh.get('port'))
                  for sh in query.findall(q(NS_S5B, 'streamhost'))]
+        if self.args.s5b_fail:
+            hosts = []
         dst = s5b_hash(sid, peer, str(iq['to']))
         if self.args.s5b_wrong_hash:
             dst = s5b_hash(sid + 'x', peer, str(iq['to']))
@@ -564,6 +574,19 @@ class Receiver(Peer):
         t.state = 'ibb'
         t.used = 'ibb'
         t.stream = stream
+        orig = stream._recv_data
+
+        def strict_recv(stanza):
+            # slixmpp answers an error to a bad block (bad base64, empty)
+            # but keeps the stream open; XEP-0047 says close it.
+            try:
+                orig(stanza)
+            except XMPPError:
+                if not stream.stream_out_closed:
+                    t.bad_block = True
+                    stream.close()
+                raise
+        stream._recv_data = strict_recv
         if self.args.idle_timeout:
             self._arm_idle(t)
 
@@ -588,7 +611,8 @@ class Receiver(Peer):
             return
         while not stream.recv_queue.empty():
             self._write(t, stream.recv_queue.get_nowait())
-        if stream.stream_out_closed and not stream.stream_in_closed:
+        if getattr(t, 'bad_block', False) or (
+                stream.stream_out_closed and not stream.stream_in_closed):
             # We closed it (seq error, oversized block): a failure.
             return self._complete(t, 'IBB stream closed by us after a '
                                   'protocol error')
@@ -819,11 +843,17 @@ async def send_s5b(c, a, res, to, sid, offset, length, method):
     listener = None
     proxy = None
     hosts = []
-    if method in ('s5b-direct', 'auto'):
+    if a.s5b_dead:
+        # A streamhost nobody listens on (a port that was free just now).
+        s = socket.socket()
+        s.bind(('127.0.0.1', 0))
+        hosts.append((me, '127.0.0.1', s.getsockname()[1]))
+        s.close()
+    elif method in ('s5b-direct', 'auto'):
         listener = await S5BListener(wrong_reply=a.s5b_wrong_hash).start()
         fut = listener.expect(dst)
         hosts.append((me, '127.0.0.1', listener.port))
-    if method in ('s5b-proxy', 'auto'):
+    if method in ('s5b-proxy', 'auto') and not a.s5b_dead:
         try:
             proxy = await find_proxy(c, 10)
             hosts.append(proxy)
@@ -844,6 +874,12 @@ async def send_s5b(c, a, res, to, sid, offset, length, method):
             r = await iq.send(timeout=a.answer_timeout)
         except IqError as e:
             res['error'] = 'streamhosts refused: ' + error_condition(e)
+            if a.fallback_ibb:
+                log.info('S5B failed (%s); IBB on the same SID', res['error'])
+                res['s5b_error'] = res['error']
+                res['error'] = None
+                res['method'] = 'ibb'
+                return await send_ibb(c, a, res, to, sid, offset, length)
             return 1
         except IqTimeout:
             res['error'] = 'no streamhost-used in %ss' % a.answer_timeout
@@ -965,6 +1001,7 @@ def parse_args(argv):
     r.add_argument('--fallback-wait', type=float, default=30)
     r.add_argument('--idle-timeout', type=float, default=30)
     r.add_argument('--s5b-wrong-hash', action='store_true')
+    r.add_argument('--s5b-fail', action='store_true')
     r.add_argument('--ready-file', help='write our full JID here once '
                    'logged in and ready for offers')
 
@@ -988,6 +1025,8 @@ def parse_args(argv):
     s.add_argument('--s5b-wrong-hash', action='store_true')
     s.add_argument('--close-early', type=int, metavar='N')
     s.add_argument('--no-close', action='store_true')
+    s.add_argument('--s5b-dead', action='store_true')
+    s.add_argument('--fallback-ibb', action='store_true')
     a = ap.parse_args(argv)
     if a.password is None:
         if a.password_file:
