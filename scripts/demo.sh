@@ -61,7 +61,7 @@ mount_one() { # name
 	MOUNT_PIDS+=($!)
 	for _ in $(seq 100); do
 		mountpoint -q "$DEMO/$name" && \
-			[ "$(getfattr --only-values -n user.xmppfs.link "$DEMO/$name" 2>/dev/null)" = online ] && return 0
+			[ "$(getfattr --absolute-names --only-values -n user.xmppfs.link "$DEMO/$name" 2>/dev/null)" = online ] && return 0
 		sleep 0.1
 	done
 	echo "demo: mounting $name failed:"; cat "$DEMO/$name.log"; exit 1
@@ -82,7 +82,7 @@ if ! cmp -s "$DEMO/hello.txt" "$DEMO/bob/inbox/alice@localhost/hello.txt"; then
 	exit 1
 fi
 echo "demo: arrived: $DEMO/bob/inbox/alice@localhost/hello.txt"
-echo "demo: state on alice's side: $(getfattr --only-values -n user.xmppfs.state "$DEMO/alice/outbox/bob@localhost/hello.txt") via $(getfattr --only-values -n user.xmppfs.method "$DEMO/alice/outbox/bob@localhost/hello.txt")"
+echo "demo: state on alice's side: $(getfattr --absolute-names --only-values -n user.xmppfs.state "$DEMO/alice/outbox/bob@localhost/hello.txt") via $(getfattr --absolute-names --only-values -n user.xmppfs.method "$DEMO/alice/outbox/bob@localhost/hello.txt")"
 echo
 cat "$DEMO/alice/status"
 [ "$CHECK" = 1 ] && exit 0

@@ -174,6 +174,63 @@ static void out_fail(struct xt *xt, struct xfer *x, enum store_state st,
 	xfer_free(xt, x);
 }
 
+static struct xt_retry *retry_find(struct xt *xt, int64_t row, int create)
+{
+	struct xt_retry *oldest = &xt->retries[0];
+	size_t n = sizeof(xt->retries) / sizeof(xt->retries[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		if (xt->retries[i].row == row)
+			return &xt->retries[i];
+		if (xt->retries[i].not_before_ms < oldest->not_before_ms)
+			oldest = &xt->retries[i];
+	}
+	if (!create)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	oldest->row = row;
+	return oldest;
+}
+
+static void retry_clear(struct xt *xt, int64_t row)
+{
+	struct xt_retry *r = retry_find(xt, row, 0);
+
+	if (r)
+		memset(r, 0, sizeof(*r));
+}
+
+/*
+ * The stream broke off (peer vanished, connection reset): back to waiting
+ * with a growing delay, so the next offer resumes with <range/> where the
+ * receiver's partial ends. After XT_MAX_ATTEMPTS it counts as failed.
+ */
+static void out_retry(struct xt *xt, struct xfer *x, const char *why)
+{
+	struct xt_retry *r = retry_find(xt, x->row, 1);
+	int64_t delay;
+
+	if (r->attempts >= XT_MAX_ATTEMPTS) {
+		char msg[STORE_ERR_MAX];
+
+		snprintf(msg, sizeof(msg), "%s (gave up after %d attempts)",
+			 why, r->attempts);
+		retry_clear(xt, x->row);
+		out_fail(xt, x, STORE_FAILED, msg);
+		return;
+	}
+	r->attempts++;
+	delay = 1000LL << (r->attempts < 6 ? r->attempts : 6);
+	if (delay > 60000)
+		delay = 60000;
+	r->not_before_ms = now_ms() + delay;
+	log_info("xt", "%s to %s broke off (%s); retrying in %lld s", x->name,
+		 x->peer, why, (long long)(delay / 1000));
+	store_out_set_state(xt->st, x->row, x->gen, STORE_WAITING, "", "", "",
+			    "");
+	xfer_free(xt, x);
+}
+
 /* Back to waiting: the peer went away or the link dropped. */
 static void out_requeue(struct xt *xt, struct xfer *x)
 {
@@ -184,6 +241,7 @@ static void out_requeue(struct xt *xt, struct xfer *x)
 
 static void out_done(struct xt *xt, struct xfer *x)
 {
+	retry_clear(xt, x->row);
 	store_out_set_progress(xt->st, x->row, x->gen, x->size);
 	store_out_set_state(xt->st, x->row, x->gen, STORE_SENT, NULL,
 			    x->method_name, NULL, "");
@@ -237,9 +295,16 @@ static void on_ibb_ack(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 
 	if (!x || x->phase != XP_IBB)
 		return;
+	if (!iq) {
+		ibb_send_close(xt, x);
+		out_retry(xt, x, "in-band data not acknowledged");
+		return;
+	}
 	if (!type || strcmp(type, "result") != 0) {
+		char cond[150];
+
 		snprintf(why, sizeof(why), "in-band data refused: %s",
-			 cond_text(iq, why + 150, 150));
+			 cond_text(iq, cond, sizeof(cond)));
 		ibb_send_close(xt, x);
 		out_fail(xt, x, STORE_FAILED, why);
 		return;
@@ -316,7 +381,7 @@ static void on_ibb_open(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 		return;
 	}
 	snprintf(why, sizeof(why), "in-band stream refused: %s",
-		 cond_text(iq, why + 150, 150));
+		 cond_text(iq, text, sizeof(text)));
 	out_fail(xt, x, STORE_FAILED, why);
 }
 
@@ -632,6 +697,12 @@ static int start_one(const struct store_out *o, void *arg)
 		return 1;
 	if (find_by_row(xt, o->id, 1) || !xt_best_peer(xt, o->contact))
 		return 0;
+	{
+		struct xt_retry *r = retry_find(xt, o->id, 0);
+
+		if (r && r->not_before_ms > now_ms())
+			return 0;
+	}
 	x = xfer_new(xt, 1);
 	if (!x)
 		return 1;
@@ -1218,7 +1289,7 @@ static void on_out_done(struct xt *xt, struct xfer *x, struct xt_job *j)
 		return;
 	}
 	xt_job_unref(j);
-	out_fail(xt, x, STORE_FAILED, why);
+	out_retry(xt, x, why);
 }
 
 void xfer_on_event(struct xt *xt, struct xt_ev *ev)

@@ -30,6 +30,7 @@
 #define XT_STREAM_WAIT_MS (60 * 1000)  /* accept -> bytestream must start */
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
+#define XT_MAX_ATTEMPTS 5
 #define XT_PING_MS 30000
 #define XT_PING_TIMEOUT_MS 20000
 
@@ -197,6 +198,13 @@ struct xt {
 	struct xt_peer *peers;
 	struct xfer *xfers;
 	int nout, nin;
+	/* Outgoing rows whose last attempt broke off: retried with backoff,
+	 * XT_MAX_ATTEMPTS times, then failed (xmpp thread). */
+	struct xt_retry {
+		int64_t row;
+		int attempts;
+		int64_t not_before_ms;
+	} retries[XT_MAX_OUT * 4];
 	atomic_int rows_changed;  /* set by xt_wake(): rescan the store */
 	int64_t last_scan_ms;
 	uint8_t ibb_buf[65536];   /* decoded IBB block (xmpp thread) */
