@@ -618,6 +618,7 @@ static int store_migrate(struct store *st)
 	if (rc < 0)
 		return rc;
 	ver = atoi(buf);
+	st->fresh = ver == 0;
 	if (ver > SCHEMA_VERSION) {
 		log_warnx("store", "state.db has schema %d, newer than %d",
 			  ver, SCHEMA_VERSION);
@@ -672,7 +673,8 @@ static int store_open_db(struct store *st)
 		return -EIO;
 	}
 	rc = store_exec(st, "PRAGMA synchronous = NORMAL;"
-			    "PRAGMA foreign_keys = ON;");
+			    "PRAGMA foreign_keys = ON;"
+			    "PRAGMA journal_size_limit = 4194304;");
 	if (rc == 0)
 		rc = store_migrate(st);
 	for (i = 0; rc == 0 && i < S_COUNT_; i++) {
@@ -702,7 +704,7 @@ static int64_t store_name_id(const char *name)
 /*
  * What to do with data file <id> in one of the subdirectories after an
  * unclean stop: 0 keep, 1 unlink (no row owns it), 2 move back to partial
- * (inbox file of a row that is still receiving: the crash hit between the
+ * (inbox file of a row that is not received: the crash hit between the
  * rename and the commit of store_in_finish). < 0: unknown, keep.
  */
 static int store_gc_verdict(struct store *st, int fd, int64_t id)
@@ -720,11 +722,9 @@ static int store_gc_verdict(struct store *st, int fd, int64_t id)
 		return 1;
 	if (rc < 0)
 		return rc;
-	if (fd == st->partial_fd)
-		return in.state == STORE_RECEIVED ? 1 : 0;
-	if (in.state == STORE_RECEIVED)
+	if (fd == st->partial_fd || in.state == STORE_RECEIVED)
 		return 0;
-	return in.state == STORE_RECEIVING ? 2 : 1;
+	return 2;
 }
 
 static void store_gc_dir(struct store *st, int fd)
@@ -751,8 +751,11 @@ static void store_gc_dir(struct store *st, int fd)
 			log_info("store", "removing orphan data file %" PRId64,
 				 id);
 			store_unlink_at(fd, id);
-		} else if (v == 2) {
-			renameat(fd, de->d_name, st->partial_fd, de->d_name);
+		} else if (v == 2 &&
+			   renameat2(fd, de->d_name, st->partial_fd,
+				     de->d_name, RENAME_NOREPLACE) < 0) {
+			log_warn("store", "inbox/%s of an unfinished transfer",
+				 de->d_name);
 		}
 	}
 	closedir(d);
@@ -766,6 +769,10 @@ static int store_recover(struct store *st)
 	rc = store_out_requeue_locked(st);
 	if (rc < 0)
 		return rc;
+	/* A new database next to old data files means state.db was lost
+	 * or removed: every file would look orphaned. Keep them all. */
+	if (st->fresh)
+		return 0;
 	store_gc_dir(st, st->spool_fd);
 	store_gc_dir(st, st->inbox_fd);
 	store_gc_dir(st, st->partial_fd);

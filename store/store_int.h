@@ -91,6 +91,7 @@ struct store {
 	char *dir;                      /* immutable after open */
 	int dir_fd;                     /* flock()ed: one daemon per dir */
 	int spool_fd, partial_fd, inbox_fd; /* for fsync of the dirs */
+	int fresh;                      /* state.db was created by this open */
 
 	pthread_mutex_t link_lock;
 	char link[STORE_ERR_MAX];       /* protected by link_lock */

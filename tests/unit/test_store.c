@@ -77,10 +77,10 @@ static char base[64];
 
 static const char *tpath(const char *sub)
 {
-	static char buf[8][512];
+	static char buf[64][512];
 	static int i;
 
-	i = (i + 1) % 8;
+	i = (i + 1) % 64;
 	snprintf(buf[i], sizeof(buf[i]), "%s/%s", base, sub);
 	return buf[i];
 }
@@ -759,11 +759,12 @@ static void test_unclean(void)
 	struct store *st;
 	struct store_out o, o2;
 	struct store_in in;
-	const char *dir = tpath("unclean");
+	char dir[512];
 	char p[600], p2[600];
 	int status, fd;
 	pid_t pid;
 
+	snprintf(dir, sizeof(dir), "%s", tpath("unclean"));
 	REQUIRE_OK(store_open(dir, &st));
 	REQUIRE_OK(store_contact_add(st, "bob@x", STORE_CONTACT_USER));
 	REQUIRE_OK(store_out_create(st, "bob@x", "f", 0644, &o));
@@ -782,6 +783,21 @@ static void test_unclean(void)
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
+	/* a lost state.db: the new database must not "collect" old files */
+	fd = open(tpath("unclean/spool/999997"), O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	CHECK_INT(0, rename(tpath("unclean/state.db"), tpath("unclean/saved")));
+	CHECK_INT(0, rename(tpath("unclean/state.db-wal"),
+			    tpath("unclean/saved-wal")));
+	unlink(tpath("unclean/state.db-shm"));
+	REQUIRE_OK(store_open(dir, &st));
+	store_close(st);
+	CHECK(exists(tpath("unclean/spool/999997")));
+	CHECK_INT(0, rename(tpath("unclean/saved"), tpath("unclean/state.db")));
+	CHECK_INT(0, rename(tpath("unclean/saved-wal"),
+			    tpath("unclean/state.db-wal")));
+	unlink(tpath("unclean/state.db-shm"));
+
 	/* orphans as left by a crash between file and row operations */
 	fd = open(tpath("unclean/spool/999999"), O_CREAT | O_WRONLY, 0600);
 	close(fd);
@@ -799,6 +815,7 @@ static void test_unclean(void)
 	CHECK_INT(0, o2.progress);
 	CHECK_STR("bob@x/r", o2.peer);
 	CHECK(!exists(tpath("unclean/spool/999999")));
+	CHECK(!exists(tpath("unclean/spool/999997")));
 	CHECK(!exists(tpath("unclean/inbox/999998")));
 	CHECK(exists(p));
 	CHECK(!exists(p2));
@@ -1216,10 +1233,10 @@ static void test_reentrant(void)
 static void test_full_disk(void)
 {
 	struct store *st;
-	struct store_out o;
-	struct store_in in;
+	struct store_out o, x;
+	struct store_in in, fin;
 	const char *dir = tpath("full");
-	char fill[600], name[32], buf[4096];
+	char fill[600], part[600], name[STORE_NAME_MAX], buf[4096];
 	uint64_t cnt = 0;
 	int i, fd, rc = 0, made = 0, seen_nospc = 0;
 	long long rows;
@@ -1233,13 +1250,25 @@ static void test_full_disk(void)
 	REQUIRE_OK(store_contact_add(st, "bob@x", STORE_CONTACT_USER));
 	REQUIRE_OK(store_out_create(st, "bob@x", "before", 0644, &o));
 
+	REQUIRE_OK(store_out_create(st, "bob@x", "x", 0644, &x));
+	CHECK_INT(0, store_out_release(st, x.id, 1, 0));
+	fin = offer("carol@x", "fin.bin", 3, "", "");
+	REQUIRE_OK(store_in_begin(st, &fin));
+	store_partial_path(st, fin.id, part, sizeof(part));
+	write_file(part, "abc", 3);
+
+	/* fill the disk, then give back a little so a few changes fit */
 	snprintf(fill, sizeof(fill), "%s/fill", dir);
 	fd = open(fill, O_CREAT | O_WRONLY, 0600);
 	memset(buf, 'f', sizeof(buf));
 	while (fd >= 0 && write(fd, buf, sizeof(buf)) > 0)
 		;
-	if (fd >= 0)
+	if (fd >= 0) {
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		CHECK(ftruncate(fd, end > 65536 ? end - 65536 : 0) == 0);
 		close(fd);
+	}
 
 	for (i = 0; i < 5000; i++) {
 		snprintf(name, sizeof(name), "n%04d-padding-padding", i);
@@ -1265,8 +1294,20 @@ static void test_full_disk(void)
 		CHECK(rc == 0 || rc == -ENOSPC);
 	}
 	CHECK(seen_nospc);
+	/* failed changes leave the row as it was */
+	rc = store_out_touch(st, x.id, NULL);
+	CHECK(rc == 0 || rc == -ENOSPC);
+	CHECK_INT(0, store_out_get_id(st, x.id, &o));
+	CHECK_INT(rc == 0 ? STORE_STAGED : STORE_WAITING, o.state);
+	CHECK_INT(rc == 0 ? x.gen + 1 : x.gen, o.gen);
+	rc = store_in_finish(st, fin.id, name);
+	CHECK(rc == 0 || rc == -ENOSPC);
+	CHECK_INT(0, store_in_get_id(st, fin.id, &in));
+	CHECK_INT(rc == 0 ? STORE_RECEIVED : STORE_RECEIVING, in.state);
+	CHECK_INT(rc != 0, exists(part));
+	printf("  touch/finish on the full disk: %d\n", rc);
 	CHECK_INT(0, store_out_count(st, "bob@x", &cnt));
-	CHECK_INT(made + 1, cnt);
+	CHECK_INT(made + 2, cnt);
 	store_close(st);
 
 	/* the database opens and is consistent, even still full */
@@ -1277,12 +1318,12 @@ static void test_full_disk(void)
 	unlink(fill);
 	REQUIRE_OK(store_open(dir, &st));
 	CHECK_INT(0, store_out_count(st, "bob@x", &cnt));
-	CHECK_INT(made + 1, cnt);
+	CHECK_INT(made + 2, cnt);
 	CHECK_INT(0, store_out_create(st, "bob@x", "after", 0644, &o));
 	store_close(st);
 	CHECK(db_integrity_ok(dir));
 	rows = db_int(dir, "SELECT count(*) FROM out_file");
-	CHECK_INT(made + 2, rows);
+	CHECK_INT(made + 3, rows);
 	umount2(dir, MNT_DETACH);
 }
 
