@@ -386,7 +386,7 @@ def start_prosody(tmpdir, limits=False, nagle=False, log_level='debug',
 
 # ---------------------------------------------------------------- xmppfs
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.realpath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
@@ -669,7 +669,7 @@ def peer_send(prosody, name, to, file, method=None, timeout=30,
     if method:
         argv += ['--method', method]
     argv += list(extra)
-    lf = open(log_path, 'ab') if log_path else subprocess.DEVNULL
+    lf = open(log_path, 'ab') if log_path else subprocess.PIPE
     try:
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=lf,
                            stdin=subprocess.DEVNULL, timeout=timeout + 15)
@@ -677,9 +677,10 @@ def peer_send(prosody, name, to, file, method=None, timeout=30,
         if log_path:
             lf.close()
     lines = [l for l in r.stdout.decode().splitlines() if l.strip()]
-    res = json.loads(lines[-1]) if lines else {'ok': False,
-                                               'error': 'no output'}
-    return r.returncode, res
+    if lines:
+        return r.returncode, json.loads(lines[-1])
+    err = tail(log_path) if log_path else r.stderr.decode(errors='replace')
+    return r.returncode, {'ok': False, 'error': 'no output: ' + err[-2000:]}
 
 
 # ---------------------------------------------------------------- CLI
