@@ -379,143 +379,193 @@ static int fs_getattr(const char *path, struct stat *st,
 
 /* ---- directories --------------------------------------------------- */
 
+/*
+ * Listings. libfuse 3.14 drops the attributes of readdirplus entries that
+ * are filled without offsets (it sends them with ino 0, "ignore"), so we
+ * fill with offsets: the listing is loaded from the store once, at the
+ * first readdir after opendir or rewinddir, kept in the directory handle,
+ * and each readdir call continues at its offset (entry i is offset i + 3,
+ * after "." and ".."). The attributes come from one stat() of each spool
+ * or inbox file, done as the entries are sent.
+ */
+struct fs_dh {
+	struct fs_path p;
+	struct fs_dents d;
+	int loaded;
+};
+
+int fs_dents_add(struct fs_dents *d, const char *name, int64_t id,
+		 int64_t ms)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct fs_dent *v = realloc(d->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].name = strdup(name);
+	if (!d->v[d->n].name)
+		return -ENOMEM;
+	d->v[d->n].id = id;
+	d->v[d->n++].ms = ms;
+	return 0;
+}
+
+void fs_dents_free(struct fs_dents *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}
+
+static int fs_contact_collect(const struct store_contact *c, void *arg)
+{
+	return fs_dents_add(arg, c->jid, 0, c->created_ms);
+}
+
+static int fs_dh_load(struct fs_dh *dh)
+{
+	struct fs_dents *d = &dh->d;
+	int rc = 0;
+
+	fs_dents_free(d);
+	switch (dh->p.kind) {
+	case FS_ROOT:
+		rc = fs_dents_add(d, "inbox", 0, 0);
+		if (rc == 0)
+			rc = fs_dents_add(d, "outbox", 0, 0);
+		if (rc == 0)
+			rc = fs_dents_add(d, "status", 0, 0);
+		break;
+	case FS_OUTBOX:
+		rc = store_contact_list(fs_cfg()->store, fs_contact_collect, d);
+		break;
+	case FS_INBOX:
+		rc = fs_in_list_senders(d);
+		break;
+	case FS_OUT_DIR:
+		rc = fs_out_list(dh->p.dir, d);
+		break;
+	case FS_IN_DIR:
+		rc = fs_in_list(dh->p.dir, d);
+		break;
+	default:
+		return -ENOTDIR;
+	}
+	if (rc < 0) {
+		fs_dents_free(d);
+		return rc;
+	}
+	dh->loaded = 1;
+	return 0;
+}
+
+/* Attributes of entry e of dh's listing (plus != 0: the full stat). */
+static int fs_dent_stat(const struct fs_dh *dh, const struct fs_dent *e,
+			int plus, struct stat *st)
+{
+	enum fs_kind k = dh->p.kind;
+
+	if (!plus) {
+		memset(st, 0, sizeof(*st));
+		st->st_mode = (k == FS_OUT_DIR || k == FS_IN_DIR ||
+			       (k == FS_ROOT && strcmp(e->name, "status") == 0))
+				      ? S_IFREG
+				      : S_IFDIR;
+		return 0;
+	}
+	switch (k) {
+	case FS_ROOT:
+		if (strcmp(e->name, "status") == 0)
+			fs_stat_status(st);
+		else
+			fs_stat_dir(st, fs_mount_ms);
+		return 0;
+	case FS_OUTBOX:
+		fs_stat_dir(st, e->ms);
+		fs_dattr_apply(e->name, st);
+		return 0;
+	case FS_INBOX:
+		fs_stat_dir(st, fs_mount_ms);
+		return 0;
+	case FS_OUT_DIR:
+		return fs_out_stat_id(e->id, st);
+	case FS_IN_DIR:
+		return fs_in_stat_id(e->id, e->ms, st);
+	default:
+		break;
+	}
+	return -ENOTDIR;
+}
+
 static int fs_opendir(const char *path, struct fuse_file_info *fi)
 {
-	struct fs_path *p;
+	struct fs_dh *dh;
 	struct stat st;
 	int rc;
 
-	p = malloc(sizeof(*p));
-	if (!p)
+	dh = calloc(1, sizeof(*dh));
+	if (!dh)
 		return -ENOMEM;
-	rc = fs_path_parse(path, p);
+	rc = fs_path_parse(path, &dh->p);
 	if (rc == 0)
 		rc = fs_getattr(path, &st, NULL);
 	if (rc == 0 && !S_ISDIR(st.st_mode))
 		rc = -ENOTDIR;
 	if (rc < 0) {
-		free(p);
+		free(dh);
 		return rc;
 	}
-	fi->fh = (uint64_t)(uintptr_t)p;
+	fi->fh = (uint64_t)(uintptr_t)dh;
 	return 0;
 }
 
 static int fs_releasedir(const char *path, struct fuse_file_info *fi)
 {
+	struct fs_dh *dh = (struct fs_dh *)(uintptr_t)fi->fh;
+
 	(void)path;
-	free((void *)(uintptr_t)fi->fh);
+	if (dh) {
+		fs_dents_free(&dh->d);
+		free(dh);
+	}
 	fi->fh = 0;
 	return 0;
-}
-
-static int fs_readdir_root(void *buf, fuse_fill_dir_t filler,
-			   enum fuse_readdir_flags flags)
-{
-	struct stat st;
-	enum fuse_fill_dir_flags ff = 0;
-
-	if (flags & FUSE_READDIR_PLUS)
-		ff = FUSE_FILL_DIR_PLUS;
-	fs_stat_dir(&st, fs_mount_ms);
-	if (filler(buf, "inbox", &st, 0, ff) || filler(buf, "outbox", &st, 0, ff))
-		return 0;
-	fs_stat_status(&st);
-	filler(buf, "status", &st, 0, ff);
-	return 0;
-}
-
-struct fs_names {
-	char **v;
-	size_t n, cap;
-	int64_t *ms;
-};
-
-static int fs_names_add(struct fs_names *a, const char *name, int64_t ms)
-{
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		char **v = realloc(a->v, cap * sizeof(*v));
-		int64_t *t;
-
-		if (!v)
-			return -ENOMEM;
-		a->v = v;
-		t = realloc(a->ms, cap * sizeof(*t));
-		if (!t)
-			return -ENOMEM;
-		a->ms = t;
-		a->cap = cap;
-	}
-	a->v[a->n] = strdup(name);
-	if (!a->v[a->n])
-		return -ENOMEM;
-	a->ms[a->n++] = ms;
-	return 0;
-}
-
-static void fs_names_free(struct fs_names *a)
-{
-	for (size_t i = 0; i < a->n; i++)
-		free(a->v[i]);
-	free(a->v);
-	free(a->ms);
-}
-
-static int fs_contact_collect(const struct store_contact *c, void *arg)
-{
-	return fs_names_add(arg, c->jid, c->created_ms);
-}
-
-static int fs_readdir_outbox(void *buf, fuse_fill_dir_t filler,
-			     enum fuse_readdir_flags flags)
-{
-	struct fs_names a = { 0 };
-	struct stat st;
-	enum fuse_fill_dir_flags ff = 0;
-	int rc;
-
-	if (flags & FUSE_READDIR_PLUS)
-		ff = FUSE_FILL_DIR_PLUS;
-	rc = store_contact_list(fs_cfg()->store, fs_contact_collect, &a);
-	for (size_t i = 0; rc >= 0 && i < a.n; i++) {
-		fs_stat_dir(&st, a.ms[i]);
-		fs_dattr_apply(a.v[i], &st);
-		if (filler(buf, a.v[i], &st, 0, ff))
-			break;
-	}
-	fs_names_free(&a);
-	return rc < 0 ? rc : 0;
 }
 
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi,
 		      enum fuse_readdir_flags flags)
 {
-	const struct fs_path *p = (const struct fs_path *)(uintptr_t)fi->fh;
+	struct fs_dh *dh = (struct fs_dh *)(uintptr_t)fi->fh;
+	int plus = (flags & FUSE_READDIR_PLUS) != 0;
+	struct stat st;
+	int rc;
 
 	(void)path;
-	(void)off;
-	if (!p)
+	if (!dh)
 		return -EBADF;
-	/* Offsets are ignored (0): libfuse buffers the whole listing. */
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	switch (p->kind) {
-	case FS_ROOT:
-		return fs_readdir_root(buf, filler, flags);
-	case FS_OUTBOX:
-		return fs_readdir_outbox(buf, filler, flags);
-	case FS_INBOX:
-		return fs_in_readdir_senders(buf, filler);
-	case FS_OUT_DIR:
-		return fs_out_readdir(p->dir, buf, filler, flags);
-	case FS_IN_DIR:
-		return fs_in_readdir(p->dir, buf, filler, flags);
-	default:
-		break;
+	if (off == 0 || !dh->loaded) {
+		rc = fs_dh_load(dh);
+		if (rc < 0)
+			return rc;
 	}
-	return -ENOTDIR;
+	if (off < 1 && filler(buf, ".", NULL, 1, 0))
+		return 0;
+	if (off < 2 && filler(buf, "..", NULL, 2, 0))
+		return 0;
+	for (size_t i = off > 2 ? (size_t)off - 2 : 0; i < dh->d.n; i++) {
+		if (fs_dent_stat(dh, &dh->d.v[i], plus, &st) < 0)
+			continue; /* deleted meanwhile */
+		if (filler(buf, dh->d.v[i].name, &st, (off_t)i + 3,
+			   plus ? FUSE_FILL_DIR_PLUS : 0))
+			break;
+	}
+	return 0;
 }
 
 static int fs_mkdir_contact(const char *name, mode_t mode)

@@ -34,7 +34,7 @@ static void fs_in_fix_stat(struct stat *st, int64_t mtime_ms)
 		fs_ts_from_ms(&st->st_mtim, mtime_ms);
 }
 
-static int fs_in_stat_id(int64_t id, int64_t mtime_ms, struct stat *st)
+int fs_in_stat_id(int64_t id, int64_t mtime_ms, struct stat *st)
 {
 	char path[PATH_MAX];
 
@@ -184,82 +184,22 @@ int fs_in_sender_exists(const char *sender)
 	return found;
 }
 
-struct fs_in_ent {
-	int64_t id, mtime_ms;
-	char *name;
-};
-
-struct fs_in_ents {
-	struct fs_in_ent *v;
-	size_t n, cap;
-	int senders; /* collect in->sender instead of in->name */
-};
-
 static int fs_in_collect(const struct store_in *in, void *arg)
 {
-	struct fs_in_ents *a = arg;
-
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 64;
-		struct fs_in_ent *v = realloc(a->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		a->v = v;
-		a->cap = cap;
-	}
-	a->v[a->n].name = strdup(a->senders ? in->sender : in->name);
-	if (!a->v[a->n].name)
-		return -ENOMEM;
-	a->v[a->n].id = in->id;
-	a->v[a->n++].mtime_ms = in->mtime_ms;
-	return 0;
+	return fs_dents_add(arg, in->name, in->id, in->mtime_ms);
 }
 
-static void fs_in_ents_free(struct fs_in_ents *a)
+static int fs_in_collect_sender(const struct store_in *in, void *arg)
 {
-	for (size_t i = 0; i < a->n; i++)
-		free(a->v[i].name);
-	free(a->v);
+	return fs_dents_add(arg, in->sender, 0, 0);
 }
 
-int fs_in_readdir_senders(void *buf, fuse_fill_dir_t filler)
+int fs_in_list_senders(struct fs_dents *d)
 {
-	struct fs_in_ents a = { .senders = 1 };
-	struct stat st;
-	int rc;
-
-	rc = store_in_senders(fs_st(), fs_in_collect, &a);
-	fs_stat_dir(&st, store_now_ms());
-	for (size_t i = 0; rc >= 0 && i < a.n; i++)
-		if (filler(buf, a.v[i].name, &st, 0, 0))
-			break;
-	fs_in_ents_free(&a);
-	return rc < 0 ? rc : 0;
+	return store_in_senders(fs_st(), fs_in_collect_sender, d);
 }
 
-int fs_in_readdir(const char *sender, void *buf, fuse_fill_dir_t filler,
-		  enum fuse_readdir_flags flags)
+int fs_in_list(const char *sender, struct fs_dents *d)
 {
-	struct fs_in_ents a = { 0 };
-	struct stat st;
-	int rc;
-
-	rc = store_in_list(fs_st(), sender, fs_in_collect, &a);
-	for (size_t i = 0; rc >= 0 && i < a.n; i++) {
-		if (flags & FUSE_READDIR_PLUS) {
-			if (fs_in_stat_id(a.v[i].id, a.v[i].mtime_ms, &st) < 0)
-				continue;
-			if (filler(buf, a.v[i].name, &st, 0,
-				   FUSE_FILL_DIR_PLUS))
-				break;
-		} else {
-			memset(&st, 0, sizeof(st));
-			st.st_mode = S_IFREG;
-			if (filler(buf, a.v[i].name, &st, 0, 0))
-				break;
-		}
-	}
-	fs_in_ents_free(&a);
-	return rc < 0 ? rc : 0;
+	return store_in_list(fs_st(), sender, fs_in_collect, d);
 }

@@ -75,7 +75,23 @@ static inline struct fs_fh *fs_fh_get(const struct fuse_file_info *fi)
 	return (struct fs_fh *)(uintptr_t)fi->fh;
 }
 
+/* A directory listing, loaded once per opendir/rewinddir (fs.c). */
+struct fs_dent {
+	char *name;
+	int64_t id; /* row id of a file */
+	int64_t ms; /* created_ms of a contact, mtime_ms of an inbox file */
+};
+
+struct fs_dents {
+	struct fs_dent *v;
+	size_t n, cap;
+};
+
 /* fs.c */
+int fs_dents_add(struct fs_dents *d, const char *name, int64_t id,
+		 int64_t ms);
+void fs_dents_free(struct fs_dents *d);
+
 struct fs_config *fs_cfg(void);
 void fs_wake(void);
 int64_t fs_ready_at(void); /* now + settle_ms */
@@ -84,8 +100,7 @@ void fs_stat_dir(struct stat *st, int64_t mtime_ms);
 void fs_ts_from_ms(struct timespec *ts, int64_t ms);
 
 /* fs_outbox.c */
-int fs_out_readdir(const char *contact, void *buf, fuse_fill_dir_t filler,
-		   enum fuse_readdir_flags flags);
+int fs_out_list(const char *contact, struct fs_dents *d);
 int fs_out_getattr(const struct fs_path *p, struct stat *st,
 		   struct fuse_file_info *fi);
 int fs_out_stat_id(int64_t id, struct stat *st);
@@ -123,9 +138,9 @@ int fs_in_getxattr(const struct fs_path *p, const char *name, char *value,
 		   size_t size);
 int fs_in_listxattr(const struct fs_path *p, char *list, size_t size);
 int fs_in_sender_exists(const char *sender);
-int fs_in_readdir(const char *sender, void *buf, fuse_fill_dir_t filler,
-		  enum fuse_readdir_flags flags);
-int fs_in_readdir_senders(void *buf, fuse_fill_dir_t filler);
+int fs_in_list(const char *sender, struct fs_dents *d);
+int fs_in_list_senders(struct fs_dents *d);
+int fs_in_stat_id(int64_t id, int64_t mtime_ms, struct stat *st);
 
 /* fs_status.c */
 int fs_status_open(struct fuse_file_info *fi);

@@ -255,64 +255,14 @@ int fs_out_getattr(const struct fs_path *p, struct stat *st,
 	return fs_out_stat_id(o.id, st);
 }
 
-struct fs_out_ent {
-	int64_t id;
-	char *name;
-};
-
-struct fs_out_ents {
-	struct fs_out_ent *v;
-	size_t n, cap;
-};
-
 static int fs_out_collect(const struct store_out *o, void *arg)
 {
-	struct fs_out_ents *a = arg;
-
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 256;
-		struct fs_out_ent *v = realloc(a->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		a->v = v;
-		a->cap = cap;
-	}
-	a->v[a->n].name = strdup(o->name);
-	if (!a->v[a->n].name)
-		return -ENOMEM;
-	a->v[a->n++].id = o->id;
-	return 0;
+	return fs_dents_add(arg, o->name, o->id, 0);
 }
 
-int fs_out_readdir(const char *contact, void *buf, fuse_fill_dir_t filler,
-		   enum fuse_readdir_flags flags)
+int fs_out_list(const char *contact, struct fs_dents *d)
 {
-	struct fs_out_ents a = { 0 };
-	struct stat st;
-	int rc;
-
-	/* Collect first, stat and fill after: no store lock is held while
-	 * libfuse builds its nodes. */
-	rc = store_out_list(fs_st(), contact, fs_out_collect, &a);
-	for (size_t i = 0; rc >= 0 && i < a.n; i++) {
-		if (flags & FUSE_READDIR_PLUS) {
-			if (fs_out_stat_id(a.v[i].id, &st) < 0)
-				continue; /* deleted meanwhile */
-			if (filler(buf, a.v[i].name, &st, 0,
-				   FUSE_FILL_DIR_PLUS))
-				break;
-		} else {
-			memset(&st, 0, sizeof(st));
-			st.st_mode = S_IFREG;
-			if (filler(buf, a.v[i].name, &st, 0, 0))
-				break;
-		}
-	}
-	for (size_t i = 0; i < a.n; i++)
-		free(a.v[i].name);
-	free(a.v);
-	return rc < 0 ? rc : 0;
+	return store_out_list(fs_st(), contact, fs_out_collect, d);
 }
 
 /* ---- open / create / io / release ---------------------------------- */
