@@ -536,6 +536,8 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *iq, void *ud)
 
 /* ---- connection ------------------------------------------------------ */
 
+static void free_subscribed(struct xt *xt);
+
 static void start_result(struct xt *xt, int rc, const char *msg)
 {
 	pthread_mutex_lock(&xt->start_lock);
@@ -655,6 +657,7 @@ static void go_offline(struct xt *xt)
 		free(p);
 	}
 	xt->proxy_jid[0] = '\0';
+	free_subscribed(xt);
 }
 
 static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
@@ -810,6 +813,60 @@ static void keepalive(struct xt *xt, int64_t now)
 	}
 }
 
+/* DESIGN: "mkdir outbox/dave@example.com adds a recipient (and asks for a
+ * presence subscription)". A contact made by mkdir that the roster does
+ * not know yet gets one subscribe per session (RFC 6121 §3.1.1); the
+ * server then pushes the new roster item to us. */
+struct sub_ctx {
+	struct xt *xt;
+};
+
+static int subscribe_one(const struct store_contact *c, void *arg)
+{
+	struct xt *xt = ((struct sub_ctx *)arg)->xt;
+	struct xt_subscribed *s;
+	xmpp_stanza_t *p;
+
+	if ((c->origin & STORE_CONTACT_ROSTER) ||
+	    !(c->origin & STORE_CONTACT_USER))
+		return 0;
+	for (s = xt->subscribed; s; s = s->next)
+		if (strcmp(s->jid, c->jid) == 0)
+			return 0;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return 1;
+	snprintf(s->jid, sizeof(s->jid), "%s", c->jid);
+	s->next = xt->subscribed;
+	xt->subscribed = s;
+	p = xmpp_presence_new(xt->ctx);
+	if (!p)
+		return 1;
+	xmpp_stanza_set_type(p, "subscribe");
+	xmpp_stanza_set_to(p, c->jid);
+	log_info("xt", "asking %s for a presence subscription", c->jid);
+	xt_send(xt, p);
+	return 0;
+}
+
+static void subscribe_new_contacts(struct xt *xt)
+{
+	struct sub_ctx sc = {.xt = xt};
+
+	if (atomic_load(&xt->rows_changed))
+		store_contact_list(xt->st, subscribe_one, &sc);
+}
+
+static void free_subscribed(struct xt *xt)
+{
+	while (xt->subscribed) {
+		struct xt_subscribed *s = xt->subscribed;
+
+		xt->subscribed = s->next;
+		free(s);
+	}
+}
+
 static void drain_events(struct xt *xt)
 {
 	struct xt_ev *ev;
@@ -913,6 +970,7 @@ static void *xt_thread(void *arg)
 		drain_events(xt);
 		expire_pending(xt, 0);
 		if (xt->online) {
+			subscribe_new_contacts(xt);
 			xfer_check_rows(xt);
 			xfer_tick(xt);
 			keepalive(xt, now_ms());
@@ -1032,6 +1090,7 @@ void xt_free(struct xt *xt)
 	xt_stop(xt);
 	xfer_free_all(xt);
 	expire_pending(xt, 1);
+	free_subscribed(xt);
 	while (xt->peers) {
 		struct xt_peer *p = xt->peers;
 

@@ -197,6 +197,10 @@ struct xt {
 	struct xt_pending *pending;
 	struct xt_peer *peers;
 	struct xfer *xfers;
+	struct xt_subscribed {
+		struct xt_subscribed *next;
+		char jid[STORE_JID_MAX];
+	} *subscribed;            /* subscribe sent this session */
 	int nout, nin;
 	/* Outgoing rows whose last attempt broke off: retried with backoff,
 	 * XT_MAX_ATTEMPTS times, then failed (xmpp thread). */
