@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,8 +336,52 @@ static int fs_getattr_fh(struct stat *st, struct fuse_file_info *fi)
 	case FS_FH_STATUS:
 		fs_stat_status(st);
 		return 0;
+	case FS_FH_DIR:
+		break;
 	}
 	return -EBADF;
+}
+
+/* An open directory (fi->fh of opendir); see fs_readdir(). */
+struct fs_dh {
+	enum fs_fh_kind kind; /* FS_FH_DIR; first, like struct fs_fh */
+	struct fs_path p;
+	struct fs_dents d;
+	int loaded;
+};
+
+/* A directory handle in fi, or NULL (fs_fh and fs_dh both start with
+ * their kind). */
+static const struct fs_path *fs_fi_dir(const struct fuse_file_info *fi)
+{
+	const struct fs_fh *fh = fi ? fs_fh_get(fi) : NULL;
+
+	if (!fh || fh->kind != FS_FH_DIR)
+		return NULL;
+	return (const struct fs_path *)((const char *)fh +
+					offsetof(struct fs_dh, p));
+}
+
+/* The request's path: parsed, or with nullpath_ok and a directory handle
+ * the one saved at opendir. */
+static int fs_req_path(const char *path, struct fuse_file_info *fi,
+		       struct fs_path *p)
+{
+	const struct fs_path *dp = fs_fi_dir(fi);
+
+	if (!path && dp) {
+		*p = *dp;
+		return 0;
+	}
+	return fs_path_parse(path, p);
+}
+
+/* An open regular file's handle in fi, or NULL. */
+static struct fs_fh *fs_fi_file(struct fuse_file_info *fi)
+{
+	struct fs_fh *fh = fi ? fs_fh_get(fi) : NULL;
+
+	return fh && fh->kind != FS_FH_DIR ? fh : NULL;
 }
 
 static int fs_getattr(const char *path, struct stat *st,
@@ -345,9 +390,9 @@ static int fs_getattr(const char *path, struct stat *st,
 	struct fs_path p;
 	int rc;
 
-	if (fi && fi->fh)
+	if (fs_fi_file(fi))
 		return fs_getattr_fh(st, fi);
-	rc = fs_path_parse(path, &p);
+	rc = fs_req_path(path, fi, &p);
 	if (rc < 0)
 		return rc;
 	switch (p.kind) {
@@ -388,12 +433,6 @@ static int fs_getattr(const char *path, struct stat *st,
  * after "." and ".."). The attributes come from one stat() of each spool
  * or inbox file, done as the entries are sent.
  */
-struct fs_dh {
-	struct fs_path p;
-	struct fs_dents d;
-	int loaded;
-};
-
 int fs_dents_add(struct fs_dents *d, const char *name, int64_t id,
 		 int64_t ms)
 {
@@ -511,6 +550,7 @@ static int fs_opendir(const char *path, struct fuse_file_info *fi)
 	dh = calloc(1, sizeof(*dh));
 	if (!dh)
 		return -ENOMEM;
+	dh->kind = FS_FH_DIR;
 	rc = fs_path_parse(path, &dh->p);
 	if (rc == 0)
 		rc = fs_getattr(path, &st, NULL);
@@ -725,11 +765,11 @@ static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	struct fs_path p;
 	int rc;
 
-	if (fi && fi->fh)
+	if (fs_fi_file(fi))
 		return fs_fh_get(fi)->kind == FS_FH_OUT
 			       ? fs_out_chmod(NULL, mode, fi)
 			       : -EPERM;
-	rc = fs_path_parse(path, &p);
+	rc = fs_req_path(path, fi, &p);
 	if (rc < 0)
 		return rc;
 	switch (p.kind) {
@@ -768,11 +808,11 @@ static int fs_truncate(const char *path, off_t size,
 
 	if (size < 0)
 		return -EINVAL;
-	if (fi && fi->fh)
+	if (fs_fi_file(fi))
 		return fs_fh_get(fi)->kind == FS_FH_OUT
 			       ? fs_out_truncate(NULL, size, fi)
 			       : -EACCES;
-	rc = fs_path_parse(path, &p);
+	rc = fs_req_path(path, fi, &p);
 	if (rc < 0)
 		return rc;
 	switch (p.kind) {
@@ -813,11 +853,11 @@ static int fs_utimens(const char *path, const struct timespec tv[2],
 	struct fs_path p;
 	int rc;
 
-	if (fi && fi->fh)
+	if (fs_fi_file(fi))
 		return fs_fh_get(fi)->kind == FS_FH_OUT
 			       ? fs_out_utimens(NULL, tv, fi)
 			       : -EPERM;
-	rc = fs_path_parse(path, &p);
+	rc = fs_req_path(path, fi, &p);
 	if (rc < 0)
 		return rc;
 	switch (p.kind) {
@@ -898,8 +938,10 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
 		return fs_out_read(fh, buf, size, off);
 	case FS_FH_STATUS:
 		return fs_status_read(fh, buf, size, off);
+	case FS_FH_DIR:
+		break;
 	}
-	return -EBADF;
+	return -EISDIR;
 }
 
 static int fs_write(const char *path, const char *buf, size_t size, off_t off,

@@ -56,6 +56,7 @@ enum fs_fh_kind {
 	FS_FH_OUT = 1,
 	FS_FH_IN,
 	FS_FH_STATUS,
+	FS_FH_DIR, /* struct fs_dh in fs.c, which starts with this kind */
 };
 
 /* One open file (fi->fh). */
