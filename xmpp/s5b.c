@@ -484,8 +484,20 @@ static void run_recv(struct xt *xt, struct xt_job *j)
 		return;
 	}
 	xt_post(xt, EV_JOB_CONNECTED, j);
-	if (j->length == 0)
-		return; /* a 0-byte file needs no data (INTEROP §6) */
+	if (j->length == 0) {
+		/* A 0-byte file needs no data, but keep the socket until the
+		 * sender closes it: through a proxy, the sender activates
+		 * after we connected, and a target that is gone by then makes
+		 * activation fail. Some senders never close (QXmpp, INTEROP
+		 * §6), so wait a bounded time only. */
+		uint8_t b;
+
+		if (wait_fd(j->sock, POLLIN, 10000) == 0 &&
+		    recv(j->sock, &b, 1, 0) > 0)
+			job_fail(j, -EMSGSIZE, "peer sent more bytes than "
+				 "the 0 it announced");
+		return;
+	}
 	job_recv_stream(j);
 }
 

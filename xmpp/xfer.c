@@ -927,6 +927,12 @@ static void handle_offer(struct xt *xt, xmpp_stanza_t *iq)
 	    store_in_find_partial(xt->st, bare, in.offer_name, o->size,
 				  o->hash, o->date, &in) == 0 &&
 	    in.progress <= o->size) {
+		struct xfer *old = find_by_row(xt, in.id, 0);
+
+		/* The same sender offers the same file again: whatever
+		 * transfer still writes that partial is dead. */
+		if (old && old != x)
+			xfer_free(xt, old);
 		x->row = in.id;
 		x->offset = in.progress;
 		store_in_rebind(xt->st, in.id, o->sid, full, x->method_name);
