@@ -758,6 +758,29 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	return -EPERM;
 }
 
+/* Outbox and inbox hold regular files only. */
+static int fs_symlink(const char *target, const char *path)
+{
+	(void)target;
+	(void)path;
+	return -EPERM;
+}
+
+static int fs_link(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+	return -EPERM;
+}
+
+static int fs_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	(void)path;
+	(void)mode;
+	(void)rdev;
+	return -EPERM;
+}
+
 /* ---- attribute changes --------------------------------------------- */
 
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -1127,6 +1150,9 @@ static const struct fuse_operations fs_ops = {
 	.rmdir = fs_rmdir,
 	.unlink = fs_unlink,
 	.rename = fs_rename,
+	.symlink = fs_symlink,
+	.link = fs_link,
+	.mknod = fs_mknod,
 	.chmod = fs_chmod,
 	.chown = fs_chown,
 	.truncate = fs_truncate,

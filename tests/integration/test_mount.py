@@ -147,6 +147,13 @@ def test_create_excl_and_unlink(mnt):
     os.unlink(p)
     assert os.listdir(d) == []
     assert errno_of(os.stat, p) == errno.ENOENT
+    # Regular files only: no symlinks, hard links, fifos.
+    with open(p, 'wb') as f:
+        f.write(b'x')
+    assert errno_of(os.symlink, 'x', os.path.join(d, 'l')) == errno.EPERM
+    assert errno_of(os.link, p, os.path.join(d, 'h')) == errno.EPERM
+    assert errno_of(os.mkfifo, os.path.join(d, 'p')) == errno.EPERM
+    assert os.listdir(d) == ['x']
     # Create in a contact folder that does not exist.
     assert errno_of(open, mnt.outbox(CAROL) + '/f', 'wb') == errno.ENOENT
 
@@ -171,6 +178,10 @@ def test_mv(mnt, tmp_path):
     b = contact(mnt, BOB)
     c = contact(mnt, CAROL)
     md5 = make_file(b + '/a', 100_000, seed=2)
+    # cp inside the mount (copy_file_range, falls back to read/write).
+    run('cp', b + '/a', c + '/copy')
+    assert md5_file(c + '/copy') == md5
+    os.unlink(c + '/copy')
     run('mv', b + '/a', b + '/b')
     assert os.listdir(b) == ['b']
     run('mv', b + '/b', c + '/b')
