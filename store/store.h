@@ -94,7 +94,8 @@ enum store_contact_origin {
 struct store_contact {
 	char jid[STORE_JID_MAX]; /* bare JID, already normalised */
 	int origin;              /* bitmask of store_contact_origin */
-	int subscribed;          /* roster says we see their presence (from/both) */
+	int subscribed;          /* roster subscription 'to' or 'both': we asked
+				    for and see their presence */
 	int64_t created_ms;
 };
 

@@ -1366,12 +1366,21 @@ void xfer_tick(struct xt *xt)
 	progress_and_deadlines(xt, now);
 	while (waitpid(-1, NULL, WNOHANG) > 0) /* on_receive children */
 		;
+	/* Scan when fs changed something, when the earliest settling file
+	 * becomes ready, and once a second for retries and new peers. */
 	if (!atomic_exchange(&xt->rows_changed, 0) &&
-	    now - xt->last_scan_ms < 1000)
+	    now - xt->last_scan_ms < 1000 &&
+	    (xt->next_ready_ms == 0 || now < xt->next_ready_ms))
 		return;
 	xt->last_scan_ms = now;
 	if (xt->nout < XT_MAX_OUT)
 		store_out_ready(xt->st, now, XT_MAX_OUT * 4, start_one, &rc);
+	{
+		int64_t at = 0;
+
+		xt->next_ready_ms = store_out_next_ready(xt->st, &at) == 0 &&
+				    at > now ? at : 0;
+	}
 }
 
 void xfer_check_rows(struct xt *xt)

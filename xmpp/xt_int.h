@@ -211,6 +211,7 @@ struct xt {
 	} retries[XT_MAX_OUT * 4];
 	atomic_int rows_changed;  /* set by xt_wake(): rescan the store */
 	int64_t last_scan_ms;
+	int64_t next_ready_ms;    /* earliest settling row, 0 = none */
 	uint8_t ibb_buf[65536];   /* decoded IBB block (xmpp thread) */
 
 	/* SOCKS5 proxy (xmpp thread) */
