@@ -257,6 +257,34 @@ int xfer_handle_iq(struct xt *xt, xmpp_stanza_t *iq); /* 1 = handled */
 void xfer_peer_gone(struct xt *xt, const char *full);
 void xfer_free_all(struct xt *xt);
 
+/* xfer.c internals shared by xfer_out.c and xfer_in.c */
+struct xfer *xfer_new(struct xt *xt, int out);
+void xfer_free(struct xt *xt, struct xfer *x);
+struct xfer *xfer_find_by_row(struct xt *xt, int64_t row, int out);
+struct xfer *xfer_find_by_sid(struct xt *xt, const char *sid,
+			      const char *from);
+void xfer_job_stop(struct xfer *x);
+void xfer_make_sid(char *buf, size_t len);
+const char *xfer_cond_text(xmpp_stanza_t *iq, char *buf, size_t len);
+int xfer_same_jid(const char *a, const char *b);
+void xfer_ibb_send_close(struct xt *xt, struct xfer *x);
+/* xfer_out.c */
+void xfer_out_start_ready(struct xt *xt, int64_t now);
+void xfer_out_fail(struct xt *xt, struct xfer *x, enum store_state st,
+		   const char *why);
+void xfer_out_requeue(struct xt *xt, struct xfer *x);
+void xfer_out_job_done(struct xt *xt, struct xfer *x, struct xt_job *j);
+void xfer_out_job_connected(struct xt *xt, struct xfer *x);
+/* xfer_in.c */
+void xfer_in_fail(struct xt *xt, struct xfer *x, const char *why, int keep);
+void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq);
+void xfer_in_streamhosts(struct xt *xt, xmpp_stanza_t *iq);
+void xfer_in_ibb_open(struct xt *xt, xmpp_stanza_t *iq);
+void xfer_in_ibb_data(struct xt *xt, xmpp_stanza_t *iq);
+void xfer_in_ibb_close(struct xt *xt, xmpp_stanza_t *iq);
+void xfer_in_job_connected(struct xt *xt, struct xfer *x, struct xt_job *j);
+void xfer_in_job_done(struct xt *xt, struct xfer *x, struct xt_job *j);
+
 /* s5b.c: the direct listener and the stream jobs */
 int xt_s5b_listen(struct xt *xt, const char *host);
 void xt_s5b_stop(struct xt *xt);
