@@ -145,13 +145,13 @@ static int offer_file(xmpp_stanza_t *file, struct proto_offer *out)
 	    !is_hex32(out->hash))
 		out->hash[0] = '\0';
 	lower_ascii(out->hash);
-	rc = opt_attr(file, "date", out->date, sizeof(out->date));
-	if (rc < 0)
-		return rc;
-	rc = proto_text_copy(proto_child(file, "desc", NULL), out->desc,
-			     sizeof(out->desc));
-	if (rc < 0)
-		return rc;
+	/* date and desc are informational (XEP-0096 §2): one that does not
+	 * fit is dropped rather than failing a good offer. */
+	if (opt_attr(file, "date", out->date, sizeof(out->date)) < 0)
+		out->date[0] = '\0';
+	if (proto_text_copy(proto_child(file, "desc", NULL), out->desc,
+			    sizeof(out->desc)) < 0)
+		out->desc[0] = '\0';
 	out->range = proto_child(file, "range", NULL) != NULL;
 	return 0;
 }
