@@ -683,6 +683,98 @@ def peer_send(prosody, name, to, file, method=None, timeout=30,
     return r.returncode, {'ok': False, 'error': 'no output: ' + err[-2000:]}
 
 
+# ---------------------------------------------------------------- mount state
+
+STATUS_COLS = ('dir', 'state', 'progress', 'size', 'method', 'jid', 'name',
+               'error')
+
+
+def _status_unescape(s):
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == '\\' and i + 1 < len(s):
+            out.append({'t': '\t', 'n': '\n', '\\': '\\'}.get(
+                s[i + 1], '\\' + s[i + 1]))
+            i += 2
+            continue
+        out.append(s[i])
+        i += 1
+    return ''.join(out)
+
+
+def read_status(mount_path):
+    """(header line, rows) of <mount>/status. Rows are dicts keyed by
+    STATUS_COLS; progress and size are ints; jid, name and error are
+    unescaped (\\t \\n \\\\). Raises AssertionError on a malformed file."""
+    with open(os.path.join(mount_path, 'status'), encoding='utf-8',
+              errors='surrogateescape') as f:
+        text = f.read()
+    lines = text.split('\n')
+    assert lines and lines[0].startswith('# xmppfs '), repr(text[:200])
+    rows = []
+    for l in lines[1:]:
+        if not l:
+            continue
+        f = l.split('\t')
+        assert len(f) == len(STATUS_COLS), 'bad status line %r' % l
+        r = dict(zip(STATUS_COLS, f))
+        r['progress'] = int(r['progress'])
+        r['size'] = int(r['size'])
+        for k in ('jid', 'name', 'error'):
+            r[k] = _status_unescape(r[k])
+        rows.append(r)
+    return lines[0], rows
+
+
+def xattr_str(path, name):
+    """user.xmppfs.<name> of path as text, '' when absent."""
+    try:
+        return os.getxattr(path, 'user.xmppfs.' + name).decode(
+            'utf-8', 'surrogateescape')
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP):
+            return ''
+        raise
+
+
+def inbox_listing(m):
+    """{sender: sorted names} of a Mount's inbox/."""
+    out = {}
+    try:
+        senders = os.listdir(m.inbox())
+    except FileNotFoundError:
+        return out
+    for s in senders:
+        try:
+            out[s] = sorted(os.listdir(os.path.join(m.inbox(), s)))
+        except FileNotFoundError:
+            out[s] = []
+    return out
+
+
+DATA_DIR_ENTRIES = ('inbox', 'partial', 'spool')
+
+
+def data_dir_strays(data_dir):
+    """Entries of an xmppfs data directory that are not its own: anything
+    at the top besides inbox/ partial/ spool/ state.db*, anything below
+    those three that is not a plain file named by a row id (digits), and
+    any subdirectory. Names from the network must never reach the disk."""
+    bad = []
+    for e in sorted(os.listdir(data_dir)):
+        p = os.path.join(data_dir, e)
+        if e in DATA_DIR_ENTRIES and os.path.isdir(p) \
+                and not os.path.islink(p):
+            for f in sorted(os.listdir(p)):
+                fp = os.path.join(p, f)
+                if not f.isdigit() or os.path.islink(fp) \
+                        or not os.path.isfile(fp):
+                    bad.append(os.path.join(e, f))
+        elif not e.startswith('state.db'):
+            bad.append(e)
+    return bad
+
+
 # ---------------------------------------------------------------- CLI
 
 def _cli(argv):

@@ -80,6 +80,17 @@ send --to JID --file F [--method auto|s5b-direct|s5b-proxy|ibb]
                       error, open IBB on the same SID (as libpurple does);
                       the result then has method "ibb" and "s5b_error"
 
+    --ibb-foreign-sid after the first block, send a <data/> and an <open/>
+                      for SIDs never offered, and after <close/> one more
+                      <data/> on the closed SID; the replies (condition or
+                      "result") go to foreign_data, foreign_open, closed_data
+    --flood N         send N offers at once (distinct SIDs) and stream none;
+                      prints {flood, accepted, declined, errors} at once
+                      (phase "flooded"), then --flood-hold S seconds with
+                      the connection (and the accepted offers) kept open
+    A --name with TAB/LF/CR is sent with character references (&#9; ...)
+    so the characters survive XML attribute normalisation.
+
   Receive-side hostile/test options: --s5b-wrong-hash (above); --s5b-fail
   (try no streamhost, answer item-not-found at once, then wait for IBB on
   the same SID).
@@ -780,34 +791,11 @@ async def _send(c, a, res, real_size):
     else:
         offer = [NS_S5B, NS_IBB]
 
+    if a.flood:
+        return await flood(c, a, res, to, offer)
+
     # -- the offer
-    iq = c.make_iq_set(ito=to)
-    si = ET.Element(q(NS_SI, 'si'), {'id': sid, 'profile': NS_FT,
-                                     'mime-type': 'application/octet-stream'})
-    fattrs = {'name': a.name if a.name is not None
-              else os.path.basename(a.file),
-              'size': str(a.lie_size if a.lie_size is not None
-                          else real_size)}
-    if a.hash == 'yes':
-        h = res['md5']
-        if a.bad_hash:
-            h = hashlib.md5(b'not the content' + h.encode()).hexdigest()
-        fattrs['hash'] = h
-    fattrs['date'] = datetime.datetime.utcfromtimestamp(
-        int(os.path.getmtime(a.file))).strftime('%Y-%m-%dT%H:%M:%SZ')
-    fe = ET.SubElement(si, q(NS_FT, 'file'), fattrs)
-    if a.desc:
-        ET.SubElement(fe, q(NS_FT, 'desc')).text = a.desc
-    if a.range:
-        ET.SubElement(fe, q(NS_FT, 'range'))
-    feat = ET.SubElement(si, q(NS_FNEG, 'feature'))
-    x = ET.SubElement(feat, q(NS_XDATA, 'x'), {'type': 'form'})
-    fld = ET.SubElement(x, q(NS_XDATA, 'field'),
-                        {'var': 'stream-method', 'type': 'list-single'})
-    for m in offer:
-        o = ET.SubElement(fld, q(NS_XDATA, 'option'))
-        ET.SubElement(o, q(NS_XDATA, 'value')).text = m
-    iq.append(si)
+    iq = make_offer(c, a, res, to, sid, real_size, offer)
     try:
         r = await iq.send(timeout=a.answer_timeout)
     except IqError as e:
@@ -835,6 +823,65 @@ async def _send(c, a, res, real_size):
         res['method'] = 'ibb'
         return await send_ibb(c, a, res, to, sid, offset, length)
     return await send_s5b(c, a, res, to, sid, offset, length, method)
+
+
+def make_offer(c, a, res, to, sid, real_size, offer):
+    """The SI offer iq for a.file (honouring the hostile options)."""
+    iq = c.make_iq_set(ito=to)
+    si = ET.Element(q(NS_SI, 'si'), {'id': sid, 'profile': NS_FT,
+                                     'mime-type': 'application/octet-stream'})
+    fattrs = {'name': a.name if a.name is not None
+              else os.path.basename(a.file),
+              'size': str(a.lie_size if a.lie_size is not None
+                          else real_size)}
+    if a.hash == 'yes':
+        h = res['md5']
+        if a.bad_hash:
+            h = hashlib.md5(b'not the content' + h.encode()).hexdigest()
+        fattrs['hash'] = h
+    fattrs['date'] = datetime.datetime.utcfromtimestamp(
+        int(os.path.getmtime(a.file))).strftime('%Y-%m-%dT%H:%M:%SZ')
+    fe = ET.SubElement(si, q(NS_FT, 'file'), fattrs)
+    if a.desc:
+        ET.SubElement(fe, q(NS_FT, 'desc')).text = a.desc
+    if a.range:
+        ET.SubElement(fe, q(NS_FT, 'range'))
+    feat = ET.SubElement(si, q(NS_FNEG, 'feature'))
+    x = ET.SubElement(feat, q(NS_XDATA, 'x'), {'type': 'form'})
+    fld = ET.SubElement(x, q(NS_XDATA, 'field'),
+                        {'var': 'stream-method', 'type': 'list-single'})
+    for m in offer:
+        o = ET.SubElement(fld, q(NS_XDATA, 'option'))
+        ET.SubElement(o, q(NS_XDATA, 'value')).text = m
+    iq.append(si)
+    return iq
+
+
+async def flood(c, a, res, to, offer):
+    """--flood N: N offers at once (distinct SIDs), no streaming. Emits
+    {flood, accepted, declined, errors: {condition: count}} at once, then
+    keeps the connection (and the accepted offers pending) --flood-hold s."""
+    sids = ['f%d-%s' % (i, uuid.uuid4().hex[:12]) for i in range(a.flood)]
+    iqs = [make_offer(c, a, res, to, s, res['size'], offer) for s in sids]
+    t0 = time.monotonic()
+    out = await asyncio.gather(*[i.send(timeout=a.answer_timeout)
+                                 for i in iqs], return_exceptions=True)
+    acc, errs = [], {}
+    for sid, r in zip(sids, out):
+        if isinstance(r, BaseException):
+            k = error_condition(r) if isinstance(r, (IqError, IqTimeout)) \
+                else '%s: %s' % (type(r).__name__, r)
+            errs[k] = errs.get(k, 0) + 1
+        else:
+            acc.append(sid)
+    res.update({'flood': a.flood, 'accepted': len(acc),
+                'declined': a.flood - len(acc), 'errors': errs,
+                'accepted_sids': acc, 'method': 'flood',
+                'flood_seconds': round(time.monotonic() - t0, 3)})
+    emit(dict(res, phase='flooded', ok=True))
+    if a.flood_hold:
+        await asyncio.sleep(a.flood_hold)
+    return 0
 
 
 async def send_s5b(c, a, res, to, sid, offset, length, method):
@@ -966,6 +1013,10 @@ async def send_ibb(c, a, res, to, sid, offset, length):
                 seq, error_condition(e))
             return 1
         seq = (seq + 1) % 65536
+        if a.ibb_foreign_sid and i == 0:
+            await ibb_foreign(c, a, res, to, sid)
+    if a.ibb_foreign_sid and length == 0:
+        await ibb_foreign(c, a, res, to, sid)
     if a.no_close:
         await asyncio.sleep(a.timeout)
     stream.send_seq = seq - 1
@@ -973,7 +1024,39 @@ async def send_ibb(c, a, res, to, sid, offset, length):
         await asyncio.wait_for(stream.close(timeout=5), 5)
     except (IqError, IqTimeout, asyncio.TimeoutError) as e:
         log.info('IBB close: %s', error_condition(e))
+    if a.ibb_foreign_sid:
+        # The SID we just closed: data for it must be refused too.
+        res['closed_data'] = await raw_iq_result(
+            c, a, to, ibb_data_el(sid, seq, b'after close'))
     return 0
+
+
+def ibb_data_el(sid, seq, data):
+    de = ET.Element(q(NS_IBB, 'data'), {'sid': sid, 'seq': str(seq)})
+    de.text = base64.b64encode(data).decode()
+    return de
+
+
+async def raw_iq_result(c, a, to, el):
+    """Send an iq-set with el; 'result' or the error condition."""
+    iq = c.make_iq_set(ito=to)
+    iq.append(el)
+    try:
+        await iq.send(timeout=min(a.answer_timeout, 10))
+        return 'result'
+    except (IqError, IqTimeout) as e:
+        return error_condition(e)
+
+
+async def ibb_foreign(c, a, res, to, sid):
+    """--ibb-foreign-sid: in the middle of a good stream, an <open/> and a
+    <data/> for SIDs the target never accepted."""
+    fsid = 'foreign-' + uuid.uuid4().hex[:12]
+    res['foreign_data'] = await raw_iq_result(
+        c, a, to, ibb_data_el(fsid, 0, b'foreign data'))
+    res['foreign_open'] = await raw_iq_result(
+        c, a, to, ET.Element(q(NS_IBB, 'open'), {
+            'sid': fsid + 'o', 'block-size': '4096', 'stanza': 'iq'}))
 
 
 # ------------------------------------------------------------- main
@@ -1027,6 +1110,9 @@ def parse_args(argv):
     s.add_argument('--no-close', action='store_true')
     s.add_argument('--s5b-dead', action='store_true')
     s.add_argument('--fallback-ibb', action='store_true')
+    s.add_argument('--ibb-foreign-sid', action='store_true')
+    s.add_argument('--flood', type=int, metavar='N')
+    s.add_argument('--flood-hold', type=float, default=0, metavar='S')
     a = ap.parse_args(argv)
     if a.password is None:
         if a.password_file:
@@ -1039,8 +1125,29 @@ def parse_args(argv):
     return a
 
 
+def escape_ws_attrs():
+    """Serialise TAB, LF and CR as character references. slixmpp writes
+    them raw, and XML attribute-value normalisation (XML 1.0 §3.3.3) then
+    turns them into spaces on the way: --name 'a\tb' would arrive as
+    'a b'. Other C0 characters cannot be carried by XML 1.0 at all."""
+    import importlib
+    # The module, not the function slixmpp.xmlstream re-exports by name.
+    mod = importlib.import_module('slixmpp.xmlstream.tostring')
+    orig = mod.escape
+    refs = {'\t': '&#9;', '\n': '&#10;', '\r': '&#13;'}
+
+    def escape(text, use_cdata=False):
+        out = orig(text, use_cdata)
+        if use_cdata or not any(ch in out for ch in refs):
+            return out
+        return ''.join(refs.get(ch, ch) for ch in out)
+    mod.escape = escape
+
+
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(a, 'name', None) and any(ch in a.name for ch in '\t\n\r'):
+        escape_ws_attrs()
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if a.verbose > 1 else
