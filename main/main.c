@@ -158,13 +158,15 @@ static int run_fuse(struct xfs_opts *o, struct fs_config *fcfg)
 	lc = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(lc, 16);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
+	/* 0, or the number of the signal that ended the loop (SIGTERM on
+	 * a systemd stop): both are a clean stop; < 0 is an error. */
 	rc = fuse_loop_mt(fuse, lc);
 	fuse_loop_cfg_destroy(lc);
 	log_info("main", "unmounting %s", o->mountpoint);
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 	fuse_unmount(fuse);
 	fuse_destroy(fuse);
-	return rc == 0 ? 0 : 1;
+	return rc >= 0 ? 0 : 1;
 }
 
 static int check_mountpoint(const char *path, char *err, size_t len)
@@ -181,6 +183,56 @@ static int check_mountpoint(const char *path, char *err, size_t len)
 		return -1;
 	}
 	return 0;
+}
+
+/* After a stop (clean or not) nothing has an outbox file open, so staged
+ * visible files were closed by a writer we never saw release: queue them.
+ * Incoming rows still "receiving" belong to streams that died with the
+ * old process: mark them failed, keeping the partial for resume. */
+struct recover_ctx {
+	struct store *st;
+	int64_t now;
+};
+
+static int recover_out(const struct store_out *o, void *arg)
+{
+	struct recover_ctx *rc = arg;
+	char path[4096];
+	struct stat sb;
+
+	if (o->state != STORE_STAGED || o->name[0] == '.')
+		return 0;
+	store_spool_path(rc->st, o->id, path, sizeof(path));
+	if (stat(path, &sb) == 0)
+		store_out_release(rc->st, o->id, (uint64_t)sb.st_size, rc->now);
+	return 0;
+}
+
+static int recover_contact(const struct store_contact *c, void *arg)
+{
+	struct recover_ctx *rc = arg;
+
+	store_out_list(rc->st, c->jid, recover_out, rc);
+	return 0;
+}
+
+static int recover_in(const struct store_xfer *x, void *arg)
+{
+	struct recover_ctx *rc = arg;
+
+	if (!x->outgoing && x->state == STORE_RECEIVING)
+		store_in_fail(rc->st, x->id, "interrupted: xmppfs stopped "
+			      "during the transfer (resumes if offered again)",
+			      1);
+	return 0;
+}
+
+static void recover(struct store *st)
+{
+	struct recover_ctx rc = {.st = st, .now = store_now_ms()};
+
+	store_contact_list(st, recover_contact, &rc);
+	store_xfer_list(st, 0, recover_in, &rc);
 }
 
 static void fill_xt_config(struct xt_config *x, const struct xfs_opts *o,
@@ -264,6 +316,7 @@ int main(int argc, char **argv)
 		report(0, err);
 		return 1;
 	}
+	recover(st);
 	fill_xt_config(&xcfg, &o, st, password);
 	rc = xt_new(&xcfg, &xt);
 	if (rc < 0) {

@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,10 +71,11 @@ static const struct opt_def opt_table[] = {
 /* Options handed to libfuse / ignored because mount(8) adds them. */
 static const char *const fuse_pass[] = {
 	"allow_other", "allow_root", "default_permissions", "auto_unmount",
+	"ro",
 	"fsname=", "subtype=", NULL,
 };
 static const char *const mount_ignored[] = {
-	"rw", "ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
+	"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec",
 	"atime", "noatime", "relatime", "async", "sync", "auto", "noauto",
 	"user", "users", "nouser", "nofail", "_netdev", "defaults", NULL,
 };
@@ -356,7 +359,7 @@ void opts_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: xmppfs [-f] [-d] [-o OPT[,OPT...]] JID MOUNTPOINT\n"
-		"       xmppfs status [--watch] [--json] [MOUNTPOINT|DATA_DIR]\n"
+		"       xmppfs status [--watch] [--json] [MOUNTPOINT]\n"
 		"       xmppfs --help | --version\n"
 		"       fusermount3 -u MOUNTPOINT     (unmount)\n\n"
 		"Mounts the XMPP account JID at MOUNTPOINT. Files copied into\n"
@@ -472,30 +475,40 @@ char *opts_password(const struct xfs_opts *o, char *err, size_t errlen)
 	return password_prompt(o->jid, err, errlen);
 }
 
+/* $HOME, else the password database's home of the user. */
+static const char *home_dir(void)
+{
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (home && *home)
+		return home;
+	pw = getpwuid(getuid());
+	return pw && pw->pw_dir ? pw->pw_dir : "/";
+}
+
 static int default_data_dir(struct xfs_opts *o)
 {
 	const char *xdg = getenv("XDG_DATA_HOME");
-	const char *home = getenv("HOME");
+	const char *home = home_dir();
 	char buf[PATH_MAX];
 
 	if (xdg && *xdg)
 		snprintf(buf, sizeof(buf), "%s/xmppfs/%s", xdg, o->jid);
 	else
-		snprintf(buf, sizeof(buf), "%s/.local/share/xmppfs/%s",
-			 home ? home : "/tmp", o->jid);
+		snprintf(buf, sizeof(buf), "%s/.local/share/xmppfs/%s", home,
+			 o->jid);
 	return set_str(&o->data_dir, buf);
 }
 
 static void config_path(char *buf, size_t len)
 {
 	const char *xdg = getenv("XDG_CONFIG_HOME");
-	const char *home = getenv("HOME");
 
 	if (xdg && *xdg)
 		snprintf(buf, len, "%s/xmppfs/config", xdg);
 	else
-		snprintf(buf, len, "%s/.config/xmppfs/config",
-			 home ? home : "/");
+		snprintf(buf, len, "%s/.config/xmppfs/config", home_dir());
 }
 
 int opts_parse(int argc, char **argv, struct xfs_opts *o, char *err,

@@ -2,7 +2,7 @@
  * xmpp/xfer: the transfer engine, on the xmpp thread.
  *
  * Outgoing (store row waiting -> sent):
- *   hash (job) -> SI offer (XEP-0095 §3, XEP-0096 §2) with every method we
+ *   hash (job) -> SI offer (XEP-0095 §3, XEP-0096 §3) with every method we
  *   allow, <range/> and the MD5 -> the peer picks one method:
  *     S5B: streamhosts [own listener, proxy] -> streamhost-used ->
  *          direct: sendfile on the parked socket;
@@ -270,6 +270,8 @@ static void progress_and_deadlines(struct xt *xt, int64_t now)
 		else
 			xfer_in_fail(xt, x, x->phase == XP_IBB_WAIT
 				? "no stream after SOCKS5 failed"
+				: x->phase == XP_IBB
+				? "in-band data stopped arriving"
 				: "the sender never started the stream", 1);
 	}
 }

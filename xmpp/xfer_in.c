@@ -128,7 +128,7 @@ static enum proto_method choose_method(struct xt *xt, unsigned offered)
 
 static void decline(struct xt *xt, xmpp_stanza_t *iq, const char *why)
 {
-	/* XEP-0096 §3.1 / XEP-0095 §3.2: rejection is 403 forbidden. */
+	/* XEP-0095 §3 (and its error table): rejection is 403 forbidden. */
 	log_info("xt", "declined an offer from %s: %s",
 		 xmpp_stanza_get_from(iq), why);
 	xt_reply_error(xt, iq, "cancel", "forbidden", why, NULL, NULL);
@@ -166,7 +166,12 @@ void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq)
 		goto out;
 	}
 	if (xt->nin >= XT_MAX_IN) {
-		decline(xt, iq, "too many transfers at once");
+		/* Temporary: RFC 6120 §8.3.2 type 'wait', so a sender may
+		 * try again later rather than give up. */
+		log_info("xt", "busy: deferred an offer from %s", full);
+		xt_reply_error(xt, iq, "wait", "resource-constraint",
+			       "too many transfers at once, try later", NULL,
+			       NULL);
 		goto out;
 	}
 	if (xfer_find_by_sid(xt, o->sid, full)) {
@@ -208,7 +213,7 @@ void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq)
 	snprintf(x->method_name, sizeof(x->method_name), "%s",
 		 m == PROTO_M_S5B ? "s5b" : "ibb");
 
-	/* Resume (XEP-0096 §3.4): only when the sender offered <range/>. */
+	/* Resume (XEP-0096 §3, <range/>): only when the sender offered <range/>. */
 	if (o->range &&
 	    store_in_find_partial(xt->st, bare, in.offer_name, o->size,
 				  o->hash, o->date, &in) == 0 &&

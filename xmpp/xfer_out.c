@@ -350,7 +350,7 @@ static void on_hosts_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 		xt_s5b_forget(xt, x->dstaddr);
 		x->phase = XP_S5B_PROXY;
 		x->used_proxy = 1;
-		/* XEP-0065 §6.3.3: connect to the proxy ourselves, then
+		/* XEP-0065 §6.3.4/§6.3.5: connect to the proxy ourselves, then
 		 * activate. */
 		if (start_send_job(xt, x, JOB_S5B_PROXY, -1) < 0)
 			s5b_fallback(xt, x, "cannot start the proxy stream");
@@ -431,6 +431,9 @@ static void on_offer_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 			   strcmp(cond, "remote-server-not-found") == 0) {
 			/* Gone offline meanwhile: store and forward. */
 			xfer_out_requeue(xt, x);
+		} else if (strcmp(cond, "resource-constraint") == 0) {
+			/* The receiver is busy: later, with backoff. */
+			out_retry(xt, x, xfer_cond_text(iq, why, sizeof(why)));
 		} else {
 			xfer_out_fail(xt, x, STORE_FAILED,
 				 xfer_cond_text(iq, why, sizeof(why)));
@@ -445,8 +448,9 @@ static void on_offer_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 	}
 	x->offset = 0;
 	if (acc.has_range) {
-		/* XEP-0096 §3.4 (range): send from offset; length, if
-		 * given, must reach the end for our whole-file hash. */
+		/* XEP-0096 §3 (range): send from offset. A length, if given,
+		 * is not honoured: we always send to the end, which is what
+		 * the whole-file MD5 needs and what every resumer asks. */
 		if (acc.offset > x->size) {
 			xfer_out_fail(xt, x, STORE_FAILED, "peer asked for a range "
 				 "beyond the end of the file");
@@ -613,7 +617,7 @@ void xfer_out_job_done(struct xt *xt, struct xfer *x, struct xt_job *j)
 	out_retry(xt, x, why);
 }
 
-/* The proxy job finished SOCKS5 with the proxy: XEP-0065 §6.3.3, now
+/* The proxy job finished SOCKS5 with the proxy: XEP-0065 §6.3.5, now
  * ask the proxy to activate the stream. */
 void xfer_out_job_connected(struct xt *xt, struct xfer *x)
 {
