@@ -61,9 +61,18 @@ static void run_on_receive(struct xt *xt, const struct store_in *in,
 
 void xfer_in_fail(struct xt *xt, struct xfer *x, const char *why, int keep)
 {
+	int rc;
+
 	log_info("xt", "receiving %s from %s failed: %s", x->name, x->peer,
 		 why);
-	store_in_fail(xt->st, x->row, why, keep);
+	/* A doomed partial goes first: on a full disk the database cannot
+	 * commit the failure until its space is back. */
+	if (!keep && x->fd >= 0 && ftruncate(x->fd, 0) < 0)
+		log_warn("xt", "truncating the partial of %s", x->name);
+	rc = store_in_fail(xt->st, x->row, why, keep);
+	if (rc < 0)
+		log_warnx("xt", "cannot record the failure of %s: %s", x->name,
+			  strerror(-rc));
 	xfer_free(xt, x);
 }
 
@@ -504,7 +513,10 @@ void xfer_in_job_done(struct xt *xt, struct xfer *x, struct xt_job *j)
 		return;
 	}
 	if (j->err) {
-		int keep = j->err != -EMSGSIZE;
+		/* Keep what arrived for a resume, unless the peer lied
+		 * about the size or the disk is full (then it must go). */
+		int keep = j->err != -EMSGSIZE && j->err != -ENOSPC &&
+			   j->err != -EDQUOT;
 		char why[STORE_ERR_MAX];
 
 		snprintf(why, sizeof(why), "%s", j->errmsg);
