@@ -113,6 +113,8 @@ def xmppfs(request, tmp_path):
                 continue
             olist.append(k if v is True else '%s=%s' % (k, v))
 
+        if o.get('data_dir'):  # a test's own data_dir= wins
+            data_dir = o['data_dir']
         m = xfsutil.Mount(binary, jid, str(mnt), str(data_dir),
                           str(tmp_path / ('%s.log' % base)), olist,
                           str(pwfile), env=env, extra_args=args,
