@@ -54,6 +54,7 @@ _Static_assert(STORE_STAGED == 0 && STORE_WAITING == 1 &&
 		       STORE_RECEIVING == 8 && STORE_RECEIVED == 9,
 	       "SQL_* literals in store_int.h must match enum store_state");
 
+#define CONTACT_COLS "jid, origin, subscribed, created_ms, mode, mtime_ns"
 #define OUT_COLS                                                            \
 	"id, contact, name, state, gen, size, progress, ready_at_ms, "      \
 	"updated_ms, hash, hash_gen, error, peer, method, sid"
@@ -65,15 +66,17 @@ static const char *const stmt_sql[S_COUNT_] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
-	[S_CONTACT_GET] = "SELECT jid, origin, subscribed, created_ms "
-			  "FROM contact WHERE jid = ?1",
+	[S_CONTACT_GET] = "SELECT " CONTACT_COLS " FROM contact WHERE jid = ?1",
 	[S_CONTACT_INS] = "INSERT INTO contact(jid, origin, subscribed, "
 			  "created_ms) VALUES (?1, ?2, ?3, ?4)",
 	[S_CONTACT_UPD] = "UPDATE contact SET origin = ?2, subscribed = ?3 "
 			  "WHERE jid = ?1",
 	[S_CONTACT_DEL] = "DELETE FROM contact WHERE jid = ?1",
-	[S_CONTACT_LIST] = "SELECT jid, origin, subscribed, created_ms "
-			   "FROM contact WHERE jid > ?1 ORDER BY jid LIMIT ?2",
+	[S_CONTACT_LIST] = "SELECT " CONTACT_COLS " FROM contact "
+			   "WHERE jid > ?1 ORDER BY jid LIMIT ?2",
+	/* NULL (a bound NULL) keeps the value */
+	[S_CONTACT_ATTR] = "UPDATE contact SET mode = coalesce(?2, mode), "
+			   "mtime_ns = coalesce(?3, mtime_ns) WHERE jid = ?1",
 	[S_OUT_INS] = "INSERT INTO out_file(contact, name, state, gen, "
 		      "updated_ms) VALUES (?1, ?2, " SQL_STAGED ", 1, ?3)",
 	[S_OUT_GET_NAME] = "SELECT " OUT_COLS " FROM out_file "
@@ -98,6 +101,8 @@ static const char *const stmt_sql[S_COUNT_] = {
 	[S_OUT_REQUEUE] = "UPDATE out_file SET state = " SQL_WAITING ", "
 			  "progress = 0, error = '', updated_ms = ?1 "
 			  "WHERE state IN (" SQL_OFFERED ", " SQL_SENDING ")",
+	[S_OUT_INFLIGHT] = "SELECT " OUT_COLS " FROM out_file "
+			   "WHERE state IN (" SQL_OFFERED ", " SQL_SENDING ")",
 	[S_HIST_INS] = "INSERT INTO out_hist(id, contact, name, state, size, "
 		       "progress, peer, method, error, updated_ms) "
 		       "VALUES (?1, ?2, ?3, " SQL_CANCELLED ", ?4, ?5, ?6, "
@@ -200,6 +205,9 @@ static const char *const migrations[] = {
 	"  WHERE state = " SQL_RECEIVED ";"
 	"CREATE INDEX in_offer ON in_file(sender, offer_name, size);"
 	"CREATE INDEX in_updated ON in_file(updated_ms);",
+	/* 2: attributes of outbox/<jid>/ set by chmod/utime; NULL = unset */
+	"ALTER TABLE contact ADD COLUMN mode INTEGER;"
+	"ALTER TABLE contact ADD COLUMN mtime_ns INTEGER;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -283,17 +291,27 @@ int store_step_done(struct store *st, sqlite3_stmt *s)
 
 int store_tx_begin(struct store *st)
 {
+	store_ev_discard(st);
 	return store_step_done(st, st->stmt[S_BEGIN]);
 }
 
+/* Commit; the event lines staged in the transaction go out only if it
+ * committed. */
 int store_tx_commit(struct store *st)
 {
-	return store_step_done(st, st->stmt[S_COMMIT]);
+	int rc = store_step_done(st, st->stmt[S_COMMIT]);
+
+	if (rc == 0)
+		store_ev_commit(st);
+	else
+		store_ev_discard(st);
+	return rc;
 }
 
 /* Roll back unless SQLite already did (it does on some errors, FULL). */
 void store_tx_rollback(struct store *st)
 {
+	store_ev_discard(st);
 	if (sqlite3_get_autocommit(st->db))
 		return;
 	if (store_step_done(st, st->stmt[S_ROLLBACK]) < 0)
@@ -799,7 +817,7 @@ int store_open(const char *data_dir, struct store **out)
 	store_copy_trunc(st->link, sizeof(st->link), "offline");
 	st->dir_fd = st->spool_fd = st->partial_fd = st->inbox_fd = -1;
 	st->dir = strdup(data_dir);
-	if (!st->dir) {
+	if (!st->dir || store_ev_init(st) < 0) {
 		store_close(st);
 		return -ENOMEM;
 	}
@@ -843,6 +861,7 @@ void store_close(struct store *st)
 		close(st->dir_fd); /* drops the flock */
 	pthread_mutex_destroy(&st->link_lock);
 	pthread_mutex_destroy(&st->lock);
+	store_ev_fini(st);
 	free(st->pend);
 	free(st->dir);
 	free(st);
@@ -884,6 +903,12 @@ static void store_contact_from_row(sqlite3_stmt *s, struct store_contact *c)
 	c->origin = sqlite3_column_int(s, 1);
 	c->subscribed = sqlite3_column_int(s, 2);
 	c->created_ms = sqlite3_column_int64(s, 3);
+	c->mode = sqlite3_column_type(s, 4) == SQLITE_NULL
+			  ? 0755
+			  : (uint32_t)sqlite3_column_int(s, 4) & 07777;
+	c->mtime_ns = sqlite3_column_type(s, 5) == SQLITE_NULL
+			      ? c->created_ms * 1000000
+			      : sqlite3_column_int64(s, 5);
 }
 
 static int store_contact_read(struct store *st, const char *jid,
@@ -1020,6 +1045,39 @@ int store_contact_get(struct store *st, const char *jid,
 		return rc == -ENAMETOOLONG ? -ENOENT : rc;
 	pthread_mutex_lock(&st->lock);
 	rc = store_contact_read(st, jid, out);
+	pthread_mutex_unlock(&st->lock);
+	return rc;
+}
+
+static int store_contact_attr_locked(struct store *st, const char *jid,
+				     int mode, int64_t mtime_ns)
+{
+	sqlite3_stmt *s = st->stmt[S_CONTACT_ATTR];
+	int rc;
+
+	store_bind_text(s, 1, jid);
+	if (mode != STORE_KEEP_MODE)
+		sqlite3_bind_int(s, 2, mode & 07777);
+	if (mtime_ns != STORE_KEEP_MTIME)
+		sqlite3_bind_int64(s, 3, mtime_ns);
+	rc = store_step_done(st, s); /* autocommit: one transaction */
+	if (rc == 0 && sqlite3_changes(st->db) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+int store_contact_set_attr(struct store *st, const char *jid, int mode,
+			   int64_t mtime_ns)
+{
+	int rc;
+
+	rc = store_check_jid(jid);
+	if (rc < 0)
+		return rc == -ENAMETOOLONG ? -ENOENT : rc;
+	if (mode != STORE_KEEP_MODE && (mode < 0 || mode > 07777))
+		return -EINVAL;
+	pthread_mutex_lock(&st->lock);
+	rc = store_contact_attr_locked(st, jid, mode, mtime_ns);
 	pthread_mutex_unlock(&st->lock);
 	return rc;
 }

@@ -97,6 +97,11 @@ struct store_contact {
 	int subscribed;          /* roster subscription 'to' or 'both': we asked
 				    for and see their presence */
 	int64_t created_ms;
+	/* Attributes of the outbox/<jid>/ folder as the user set them
+	 * (chmod, utime: rsync -a does both). Until set: 0755 and
+	 * created_ms. */
+	uint32_t mode;           /* permission bits (07777) */
+	int64_t mtime_ns;        /* ns since the epoch */
 };
 
 /*
@@ -111,6 +116,16 @@ int store_contact_set_roster(struct store *st, const char *jid, int subscribed);
 int store_contact_del(struct store *st, const char *jid);
 int store_contact_get(struct store *st, const char *jid,
 		      struct store_contact *out);
+/*
+ * Persist the folder attributes of a contact. mode STORE_KEEP_MODE and
+ * mtime_ns STORE_KEEP_MTIME leave that attribute as it is; mode is masked
+ * with 07777. -ENOENT if the contact does not exist. One transaction; the
+ * attributes survive restart and are dropped with the contact.
+ */
+#define STORE_KEEP_MODE (-1)
+#define STORE_KEEP_MTIME INT64_MIN
+int store_contact_set_attr(struct store *st, const char *jid, int mode,
+			   int64_t mtime_ns);
 /* Calls cb for every contact in JID order; stops early if cb returns != 0
  * and returns that value. */
 typedef int (*store_contact_fn)(const struct store_contact *c, void *arg);
@@ -307,5 +322,45 @@ typedef int (*store_xfer_fn)(const struct store_xfer *x, void *arg);
 /* Outgoing rows not staged, and incoming rows, newest change first,
  * at most max rows (0 = all). Strings are borrowed for the call. */
 int store_xfer_list(struct store *st, int max, store_xfer_fn cb, void *arg);
+
+/* ---- events: the stream behind /events ------------------------------ */
+
+/*
+ * Every committed state change of a row is appended to an event stream as
+ * one line of JSON, in commit order:
+ *   outgoing: created (staged), touched (staged), released (waiting),
+ *             store_out_set_state (any state, or a new peer/method),
+ *             renames that change the state, store_out_requeue_inflight
+ *             (waiting), deletion while offered/sending (cancelled, error
+ *             "deleted");
+ *   incoming: store_in_begin and store_in_rebind from failed (receiving),
+ *             store_in_finish (received), store_in_fail (failed).
+ * Line: {"time":"2024-05-01T12:00:00.123Z","dir":"out"|"in","state":...,
+ *   "jid":bare,"peer":full or "","name":...,"size":N,"progress":N,
+ *   "method":...,"error":...,"id":N}\n, valid UTF-8 (invalid bytes of
+ *   names become U+FFFD; control characters are escaped).
+ *
+ * The store keeps the newest STORE_EVENTS_RING bytes in memory (nothing is
+ * persisted). Offsets count bytes since store_open(), starting at 0, and
+ * only grow. Thread-safe; readers never hold the store's main lock.
+ */
+#define STORE_EVENTS_RING (256 * 1024)
+
+/* Bytes emitted since open (the offset where the next line will start);
+ * *last_ms (if not NULL) gets the time of the last event, 0 if none. */
+uint64_t store_events_end(struct store *st, int64_t *last_ms);
+
+/*
+ * Copy up to len bytes of the stream starting at offset off into buf.
+ * An off older than the ring moves forward to the oldest whole line still
+ * held; an off past the end moves back to the end. At the end, waits up to
+ * timeout_ms (0: not at all, < 0: forever) for the next line. Returns the
+ * number of bytes copied (0: nothing new before the timeout), -EINVAL on
+ * bad arguments. *next_off gets the offset after the last byte copied, so
+ * the bytes came from *next_off - n. Blocks (timeout_ms != 0) on a
+ * condition variable only; any thread.
+ */
+int store_events_read(struct store *st, uint64_t off, char *buf, size_t len,
+		      int timeout_ms, uint64_t *next_off);
 
 #endif

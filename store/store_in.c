@@ -238,14 +238,17 @@ static int store_in_begin_locked(struct store *st, struct store_in *in)
 	rc = store_partial_create(st, id, 1);
 	if (rc < 0)
 		return rc;
+	/* Hand back the row as stored (and tell the event stream). */
+	rc = store_in_read_id(st, id, in);
+	if (rc == 0)
+		store_ev_stage_in(st, in);
+	else
+		in->id = id;
 	rc = store_tx_commit(st);
 	if (rc < 0) {
 		store_unlink_at(st->partial_fd, id);
 		return rc;
 	}
-	/* Committed: hand back the row as stored. */
-	if (store_in_read_id(st, id, in) < 0)
-		in->id = id;
 	return 0;
 }
 
@@ -350,6 +353,7 @@ static int store_in_modify(struct store *st, int64_t id, store_in_mod_fn fn,
 			   void *arg, struct store_in *res)
 {
 	struct store_in *in;
+	enum store_state old = STORE_STAGED;
 	int rc;
 
 	in = malloc(sizeof(*in));
@@ -360,8 +364,12 @@ static int store_in_modify(struct store *st, int64_t id, store_in_mod_fn fn,
 	if (rc < 0)
 		goto out;
 	rc = store_in_read_id(st, id, in);
-	if (rc == 0)
+	if (rc == 0) {
+		old = in->state;
 		rc = fn(st, in, arg);
+	}
+	if (rc == 0 && in->state != old)
+		store_ev_stage_in(st, in);
 	if (rc == 0)
 		rc = store_in_write(st, in);
 	if (rc == 0)
@@ -556,6 +564,7 @@ static int store_in_finish_locked(struct store *st, int64_t id, int fd,
 	rc = store_in_write(st, in);
 	if (rc < 0)
 		return rc;
+	store_ev_stage_in(st, in);
 	ts[0].tv_sec = ts[1].tv_sec = in->mtime_ms / 1000;
 	ts[0].tv_nsec = ts[1].tv_nsec = (in->mtime_ms % 1000) * 1000000;
 	if (in->mtime_ms >= 0)

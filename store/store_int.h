@@ -42,6 +42,7 @@ enum store_stmt_id {
 	S_CONTACT_UPD,
 	S_CONTACT_DEL,
 	S_CONTACT_LIST,
+	S_CONTACT_ATTR,
 	S_OUT_INS,
 	S_OUT_GET_NAME,
 	S_OUT_GET_ID,
@@ -53,6 +54,7 @@ enum store_stmt_id {
 	S_OUT_READY,
 	S_OUT_NEXT,
 	S_OUT_REQUEUE,
+	S_OUT_INFLIGHT,
 	S_HIST_INS,
 	S_HIST_PRUNE,
 	S_IN_INS,
@@ -78,8 +80,16 @@ struct store_pend {
 	int64_t written_ms;  /* CLOCK_MONOTONIC of the last write */
 };
 
+/* A growable byte buffer (event lines of the open transaction). */
+struct store_evbuf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
 /*
- * Lock order: lock before link_lock (they are never nested today).
+ * Lock order: lock, then ev_lock (store_ev_commit); link_lock is never
+ * nested with either.
  */
 struct store {
 	pthread_mutex_t lock;
@@ -95,6 +105,17 @@ struct store {
 
 	pthread_mutex_t link_lock;
 	char link[STORE_ERR_MAX];       /* protected by link_lock */
+
+	/* Event lines of the open transaction (store_events.c). */
+	struct store_evbuf ev_pend;     /* protected by lock */
+	/* The event ring; see store_events.c. */
+	pthread_mutex_t ev_lock;
+	pthread_cond_t ev_cond;         /* signalled when ev_end grows */
+	char *ev_ring;                  /* ev_cap bytes; protected by ev_lock */
+	size_t ev_cap;                  /* immutable after open */
+	uint64_t ev_start, ev_end;      /* protected by ev_lock */
+	int64_t ev_last_ms;             /* protected by ev_lock */
+	int ev_ready;                   /* ev_lock/ev_cond initialised */
 };
 
 /* store.c: helpers for the other store files. Callers hold st->lock. */
@@ -124,6 +145,18 @@ struct store_pend *store_pend_add(struct store *st, int incoming, int64_t id,
 				  uint64_t gen);
 void store_pend_drop(struct store *st, int incoming, int64_t id);
 int store_pend_flush_all(struct store *st);
+
+/* store_events.c. Staged lines reach the ring at the next successful
+ * store_tx_commit(); store_tx_rollback() drops them. Callers hold lock. */
+int store_ev_init(struct store *st);
+void store_ev_fini(struct store *st);
+void store_ev_stage(struct store *st, const struct store_xfer *x);
+/* state and error override the row's (error NULL: the row's). */
+void store_ev_stage_out(struct store *st, const struct store_out *o,
+			enum store_state state, const char *error);
+void store_ev_stage_in(struct store *st, const struct store_in *in);
+void store_ev_commit(struct store *st);
+void store_ev_discard(struct store *st);
 
 /* store_out.c */
 int store_out_read_id(struct store *st, int64_t id, struct store_out *o);

@@ -138,12 +138,22 @@ static int store_out_del_row(struct store *st, const struct store_out *o)
 	rc = store_out_hist(st, o);
 	if (rc < 0)
 		return rc;
+	if (o->state == STORE_OFFERED || o->state == STORE_SENDING)
+		store_ev_stage_out(st, o, STORE_CANCELLED, "deleted");
 	sqlite3_bind_int64(s, 1, o->id);
 	return store_step_done(st, s);
 }
 
 typedef int (*store_out_mod_fn)(struct store *st, struct store_out *o,
 				void *arg);
+
+/* What makes a change worth an event line: the state, or who/how. */
+static int store_out_ev_differs(const struct store_out *a,
+				const struct store_out *b)
+{
+	return a->state != b->state || strcmp(a->peer, b->peer) != 0 ||
+	       strcmp(a->method, b->method) != 0;
+}
 
 /*
  * One transaction: read row id, let fn edit it, write it back, commit.
@@ -153,7 +163,7 @@ typedef int (*store_out_mod_fn)(struct store *st, struct store_out *o,
 static int store_out_modify(struct store *st, int64_t id, store_out_mod_fn fn,
 			    void *arg, struct store_out *res)
 {
-	struct store_out o;
+	struct store_out o, before;
 	int rc;
 
 	pthread_mutex_lock(&st->lock);
@@ -161,8 +171,12 @@ static int store_out_modify(struct store *st, int64_t id, store_out_mod_fn fn,
 	if (rc < 0)
 		goto out;
 	rc = store_out_read_id(st, id, &o);
-	if (rc == 0)
+	if (rc == 0) {
+		before = o;
 		rc = fn(st, &o, arg);
+	}
+	if (rc == 0 && store_out_ev_differs(&before, &o))
+		store_ev_stage_out(st, &o, o.state, NULL);
 	if (rc == 0)
 		rc = store_out_write(st, &o);
 	if (rc == 0)
@@ -226,8 +240,10 @@ static int store_out_create_locked(struct store *st, const char *contact,
 	if (rc < 0)
 		return rc;
 	rc = store_out_read_id(st, id, out);
-	if (rc == 0)
+	if (rc == 0) {
+		store_ev_stage_out(st, out, out->state, NULL);
 		rc = store_tx_commit(st);
+	}
 	if (rc < 0)
 		store_unlink_at(st->spool_fd, id);
 	return rc;
@@ -762,6 +778,27 @@ int store_out_set_hash(struct store *st, int64_t id, uint64_t gen,
 	return store_out_modify(st, id, store_out_hash_fn, &a, NULL);
 }
 
+/* An event line (waiting, progress 0) for every offered/sending row. */
+static int store_out_stage_requeue(struct store *st)
+{
+	sqlite3_stmt *s = st->stmt[S_OUT_INFLIGHT];
+	struct store_out *o;
+	int rc;
+
+	o = malloc(sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		store_out_from_row(st, s, o);
+		o->progress = 0;
+		o->error[0] = '\0';
+		store_ev_stage_out(st, o, STORE_WAITING, NULL);
+	}
+	store_stmt_done(s);
+	free(o);
+	return rc == SQLITE_DONE ? 0 : store_sqlerr(st, rc);
+}
+
 int store_out_requeue_locked(struct store *st)
 {
 	sqlite3_stmt *s = st->stmt[S_OUT_REQUEUE];
@@ -769,10 +806,20 @@ int store_out_requeue_locked(struct store *st)
 	int rc;
 
 	store_pend_flush_all(st);
-	sqlite3_bind_int64(s, 1, store_now_ms());
-	rc = store_step_done(st, s);
+	rc = store_tx_begin(st);
 	if (rc < 0)
 		return rc;
+	rc = store_out_stage_requeue(st);
+	if (rc == 0) {
+		sqlite3_bind_int64(s, 1, store_now_ms());
+		rc = store_step_done(st, s);
+	}
+	if (rc == 0)
+		rc = store_tx_commit(st);
+	if (rc < 0) {
+		store_tx_rollback(st);
+		return rc;
+	}
 	for (i = 0; i < st->npend;) {
 		if (!st->pend[i].incoming)
 			st->pend[i] = st->pend[--st->npend];

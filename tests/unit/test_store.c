@@ -361,6 +361,105 @@ static void test_contacts(void)
 	store_close(st);
 }
 
+/* Exec sql on state.db through a separate connection; 0 or -1. */
+static int db_exec(const char *dir, const char *sql)
+{
+	char path[600];
+	sqlite3 *db;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/state.db", dir);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void test_contact_attr(void)
+{
+	struct store *st;
+	struct store_contact c;
+	struct names nm;
+	const char *dir = tpath("cattr");
+
+	REQUIRE_OK(store_open(dir, &st));
+	REQUIRE_OK(store_contact_add(st, "bob@x", STORE_CONTACT_USER));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(0755, c.mode);
+	CHECK_INT(c.created_ms * 1000000, c.mtime_ns);
+	CHECK_INT(0, store_contact_set_attr(st, "bob@x", 0700,
+					    STORE_KEEP_MTIME));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(0700, c.mode);
+	CHECK_INT(c.created_ms * 1000000, c.mtime_ns);
+	CHECK_INT(0, store_contact_set_attr(st, "bob@x", STORE_KEEP_MODE,
+					    1111111111222333444LL));
+	CHECK_INT(0, store_contact_set_attr(st, "bob@x", 01750,
+					    STORE_KEEP_MTIME));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(01750, c.mode);
+	CHECK_INT(1111111111222333444LL, c.mtime_ns);
+	/* before 1970 and the epoch itself are times like any other */
+	CHECK_INT(0, store_contact_set_attr(st, "bob@x", STORE_KEEP_MODE,
+					    -1500000000));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(-1500000000, c.mtime_ns);
+	CHECK_INT(0, store_contact_set_attr(st, "bob@x", STORE_KEEP_MODE, 0));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(0, c.mtime_ns);
+	CHECK_INT(-ENOENT, store_contact_set_attr(st, "nobody@x", 0700, 1));
+	CHECK_INT(-EINVAL, store_contact_set_attr(st, "bob@x", 010000, 1));
+	CHECK_INT(-EINVAL, store_contact_set_attr(st, "a@x/r", 0700, 1));
+	CHECK_INT(-EINVAL, store_contact_set_attr(st, "", 0700, 1));
+	/* lists carry them; other contacts are untouched */
+	REQUIRE_OK(store_contact_add(st, "amy@x", STORE_CONTACT_ROSTER));
+	memset(&nm, 0, sizeof(nm));
+	REQUIRE_OK(store_contact_list(st, collect_contact, &nm));
+	CHECK_INT(2, nm.n);
+	REQUIRE_OK(store_contact_get(st, "amy@x", &c));
+	CHECK_INT(0755, c.mode);
+	/* a roster update keeps them */
+	REQUIRE_OK(store_contact_set_roster(st, "bob@x", 1));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(01750, c.mode);
+	CHECK_INT(0, c.mtime_ns);
+	REQUIRE_OK(store_contact_set_attr(st, "bob@x", 0711, 42));
+	store_close(st);
+
+	/* persisted */
+	REQUIRE_OK(store_open(dir, &st));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(0711, c.mode);
+	CHECK_INT(42, c.mtime_ns);
+	/* dropped with the contact */
+	REQUIRE_OK(store_contact_del(st, "bob@x"));
+	REQUIRE_OK(store_contact_add(st, "bob@x", STORE_CONTACT_USER));
+	REQUIRE_OK(store_contact_get(st, "bob@x", &c));
+	CHECK_INT(0755, c.mode);
+	CHECK_INT(c.created_ms * 1000000, c.mtime_ns);
+	store_close(st);
+
+	/* migration from schema 1 (no attribute columns): rows kept,
+	 * defaults shown, attributes settable */
+	CHECK_INT(0, db_exec(dir, "ALTER TABLE contact DROP COLUMN mode;"
+				  "ALTER TABLE contact DROP COLUMN mtime_ns;"
+				  "PRAGMA user_version = 1;"));
+	CHECK_INT(1, db_int(dir, "PRAGMA user_version"));
+	REQUIRE_OK(store_open(dir, &st));
+	CHECK_INT(2, db_int(dir, "PRAGMA user_version"));
+	REQUIRE_OK(store_contact_get(st, "amy@x", &c));
+	CHECK_INT(0755, c.mode);
+	CHECK_INT(c.created_ms * 1000000, c.mtime_ns);
+	CHECK_INT(STORE_CONTACT_ROSTER, c.origin);
+	CHECK_INT(0, store_contact_set_attr(st, "amy@x", 0750, 7));
+	REQUIRE_OK(store_contact_get(st, "amy@x", &c));
+	CHECK_INT(0750, c.mode);
+	CHECK_INT(7, c.mtime_ns);
+	store_close(st);
+}
+
 static void test_out_basic(void)
 {
 	struct store *st;
@@ -1353,6 +1452,7 @@ int main(void)
 	RUN(test_open_close);
 	RUN(test_readonly_dir);
 	RUN(test_contacts);
+	RUN(test_contact_attr);
 	RUN(test_out_basic);
 	RUN(test_out_rename);
 	RUN(test_out_state);
