@@ -3,12 +3,12 @@
  *
  * Design. Every path is parsed into a struct fs_path (kind + contact/sender +
  * file name); the handlers here dispatch on the kind to fs_outbox.c,
- * fs_inbox.c and fs_status.c. The store is the only state: directories are
- * store contacts and senders, files are store rows whose bytes and
- * attributes live in spool/inbox files. The one thing kept in memory here is
- * the mode and mtime of contact folders (the store has no column for them),
- * so `rsync -a src/ outbox/bob/` can set them and finds them unchanged on
- * the next run within the same mount.
+ * fs_inbox.c, fs_status.c and fs_events.c. The store is the only state:
+ * directories are store contacts and senders, files are store rows whose
+ * bytes and attributes live in spool/inbox files. The mode and mtime of a
+ * contact folder are contact columns (store_contact_set_attr), so `rsync -a
+ * src/ outbox/bob/` sets them once and finds them unchanged on the next
+ * run, after a restart too.
  *
  * libfuse settings (fs_init): nullpath_ok, so handlers on open files get
  * path == NULL and use fi->fh (open files stay usable after unlink or
@@ -21,8 +21,8 @@
  * Nothing here blocks on the network: handlers call the store (disk) and the
  * wake hook only. Thread safety: libfuse runs this multi-threaded; shared
  * state is the store (thread-safe), the open-writer table in fs_outbox.c and
- * the folder attribute list below, each behind its own mutex (leaf locks,
- * never held while calling the store).
+ * the /events handle state in fs_events.c, each behind its own mutex (leaf
+ * locks, never held while calling the store).
  */
 #include "fs/fs_int.h"
 
@@ -79,6 +79,11 @@ void fs_ts_from_ms(struct timespec *ts, int64_t ms)
 		ms = 0;
 	ts->tv_sec = (time_t)(ms / 1000);
 	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
+}
+
+int64_t fs_mount_time_ms(void)
+{
+	return fs_mount_ms;
 }
 
 void fs_stat_dir(struct stat *st, int64_t mtime_ms)
@@ -187,114 +192,13 @@ int fs_path_parse(const char *path, struct fs_path *p)
 	} else if (fs_comp_is(c[0], l[0], "status") && n == 1) {
 		p->kind = FS_STATUS;
 		p->parent = FS_ROOT;
+	} else if (fs_comp_is(c[0], l[0], "events") && n == 1) {
+		p->kind = FS_EVENTS;
+		p->parent = FS_ROOT;
 	} else {
 		fs_path_deep(p, n, FS_ROOT);
 	}
 	return 0;
-}
-
-/* ---- contact folder attributes (memory only) ----------------------- */
-
-struct fs_dattr {
-	struct fs_dattr *next;
-	char *jid;
-	mode_t mode;
-	struct timespec mtime;
-	int has_mtime;
-};
-
-static pthread_mutex_t fs_dattr_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct fs_dattr *fs_dattr_head; /* protected by fs_dattr_lock */
-
-/* Caller holds fs_dattr_lock. create != 0 adds a default entry. */
-static struct fs_dattr *fs_dattr_find(const char *jid, int create)
-{
-	struct fs_dattr *d;
-
-	for (d = fs_dattr_head; d; d = d->next)
-		if (strcmp(d->jid, jid) == 0)
-			return d;
-	if (!create)
-		return NULL;
-	d = calloc(1, sizeof(*d));
-	if (!d)
-		return NULL;
-	d->jid = strdup(jid);
-	if (!d->jid) {
-		free(d);
-		return NULL;
-	}
-	d->mode = 0755;
-	d->next = fs_dattr_head;
-	fs_dattr_head = d;
-	return d;
-}
-
-static void fs_dattr_apply(const char *jid, struct stat *st)
-{
-	struct fs_dattr *d;
-
-	pthread_mutex_lock(&fs_dattr_lock);
-	d = fs_dattr_find(jid, 0);
-	if (d) {
-		st->st_mode = S_IFDIR | (d->mode & 07777);
-		if (d->has_mtime)
-			st->st_mtim = d->mtime;
-	}
-	pthread_mutex_unlock(&fs_dattr_lock);
-}
-
-static int fs_dattr_set(const char *jid, const mode_t *mode,
-			const struct timespec *mtime)
-{
-	struct fs_dattr *d;
-	int rc = 0;
-
-	pthread_mutex_lock(&fs_dattr_lock);
-	d = fs_dattr_find(jid, 1);
-	if (!d) {
-		rc = -ENOMEM;
-	} else {
-		if (mode)
-			d->mode = *mode & 07777;
-		if (mtime) {
-			d->mtime = *mtime;
-			d->has_mtime = 1;
-		}
-	}
-	pthread_mutex_unlock(&fs_dattr_lock);
-	return rc;
-}
-
-static void fs_dattr_drop(const char *jid)
-{
-	struct fs_dattr **pp, *d;
-
-	pthread_mutex_lock(&fs_dattr_lock);
-	for (pp = &fs_dattr_head; *pp; pp = &(*pp)->next) {
-		d = *pp;
-		if (strcmp(d->jid, jid) == 0) {
-			*pp = d->next;
-			free(d->jid);
-			free(d);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&fs_dattr_lock);
-}
-
-static void fs_dattr_clear(void)
-{
-	struct fs_dattr *d;
-
-	pthread_mutex_lock(&fs_dattr_lock);
-	while (fs_dattr_head) {
-		d = fs_dattr_head;
-		fs_dattr_head = d->next;
-		free(d->jid);
-		free(d);
-	}
-	pthread_mutex_unlock(&fs_dattr_lock);
 }
 
 /* ---- attributes ---------------------------------------------------- */
@@ -311,6 +215,23 @@ static void fs_stat_status(struct stat *st)
 	st->st_ctim = st->st_mtim;
 }
 
+/* A contact folder: mode and mtime as the store keeps them. */
+static void fs_stat_contact(struct stat *st, uint32_t mode, int64_t mtime_ns)
+{
+	int64_t sec = mtime_ns / 1000000000, ns = mtime_ns % 1000000000;
+
+	if (ns < 0) {
+		ns += 1000000000;
+		sec--;
+	}
+	fs_stat_dir(st, 0);
+	st->st_mode = S_IFDIR | (mode & 07777);
+	st->st_mtim.tv_sec = (time_t)sec;
+	st->st_mtim.tv_nsec = (long)ns;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
 static int fs_contact_stat(const char *jid, struct stat *st)
 {
 	struct store_contact c;
@@ -319,8 +240,7 @@ static int fs_contact_stat(const char *jid, struct stat *st)
 	rc = store_contact_get(fs_cfg()->store, jid, &c);
 	if (rc < 0)
 		return rc;
-	fs_stat_dir(st, c.created_ms);
-	fs_dattr_apply(jid, st);
+	fs_stat_contact(st, c.mode, c.mtime_ns);
 	return 0;
 }
 
@@ -335,6 +255,9 @@ static int fs_getattr_fh(struct stat *st, struct fuse_file_info *fi)
 		return fs_in_getattr(NULL, st, fi);
 	case FS_FH_STATUS:
 		fs_stat_status(st);
+		return 0;
+	case FS_FH_EVENTS:
+		fs_events_stat(st);
 		return 0;
 	case FS_FH_DIR:
 		break;
@@ -404,6 +327,9 @@ static int fs_getattr(const char *path, struct stat *st,
 	case FS_STATUS:
 		fs_stat_status(st);
 		return 0;
+	case FS_EVENTS:
+		fs_events_stat(st);
+		return 0;
 	case FS_OUT_DIR:
 		return fs_contact_stat(p.dir, st);
 	case FS_IN_DIR:
@@ -463,7 +389,14 @@ void fs_dents_free(struct fs_dents *d)
 
 static int fs_contact_collect(const struct store_contact *c, void *arg)
 {
-	return fs_dents_add(arg, c->jid, 0, c->created_ms);
+	struct fs_dents *d = arg;
+	int rc = fs_dents_add(d, c->jid, 0, c->created_ms);
+
+	if (rc == 0) {
+		d->v[d->n - 1].mode = c->mode;
+		d->v[d->n - 1].mtime_ns = c->mtime_ns;
+	}
+	return rc;
 }
 
 static int fs_dh_load(struct fs_dh *dh)
@@ -479,6 +412,8 @@ static int fs_dh_load(struct fs_dh *dh)
 			rc = fs_dents_add(d, "outbox", 0, 0);
 		if (rc == 0)
 			rc = fs_dents_add(d, "status", 0, 0);
+		if (rc == 0)
+			rc = fs_dents_add(d, "events", 0, 0);
 		break;
 	case FS_OUTBOX:
 		rc = store_contact_list(fs_cfg()->store, fs_contact_collect, d);
@@ -512,7 +447,8 @@ static int fs_dent_stat(const struct fs_dh *dh, const struct fs_dent *e,
 	if (!plus) {
 		memset(st, 0, sizeof(*st));
 		st->st_mode = (k == FS_OUT_DIR || k == FS_IN_DIR ||
-			       (k == FS_ROOT && strcmp(e->name, "status") == 0))
+			       (k == FS_ROOT && (strcmp(e->name, "status") == 0 ||
+						 strcmp(e->name, "events") == 0)))
 				      ? S_IFREG
 				      : S_IFDIR;
 		return 0;
@@ -521,12 +457,13 @@ static int fs_dent_stat(const struct fs_dh *dh, const struct fs_dent *e,
 	case FS_ROOT:
 		if (strcmp(e->name, "status") == 0)
 			fs_stat_status(st);
+		else if (strcmp(e->name, "events") == 0)
+			fs_events_stat(st);
 		else
 			fs_stat_dir(st, fs_mount_ms);
 		return 0;
 	case FS_OUTBOX:
-		fs_stat_dir(st, e->ms);
-		fs_dattr_apply(e->name, st);
+		fs_stat_contact(st, e->mode, e->mtime_ns);
 		return 0;
 	case FS_INBOX:
 		fs_stat_dir(st, fs_mount_ms);
@@ -622,9 +559,12 @@ static int fs_mkdir_contact(const char *name, mode_t mode)
 	rc = store_contact_add(fs_cfg()->store, norm, STORE_CONTACT_USER);
 	if (rc < 0)
 		return rc;
-	fs_dattr_drop(norm);
-	if ((mode & 07777) != 0755)
-		fs_dattr_set(norm, &mode, NULL);
+	/* The folder gets mkdir's mode (a roster contact's too: the user
+	 * just made it). Failing that, it is still there, mode 0755. */
+	rc = store_contact_set_attr(fs_cfg()->store, norm, (int)(mode & 07777),
+				    STORE_KEEP_MTIME);
+	if (rc < 0)
+		log_warnx("fs", "mode of outbox/%s: %s", norm, strerror(-rc));
 	fs_wake();
 	return 0;
 }
@@ -644,6 +584,7 @@ static int fs_mkdir(const char *path, mode_t mode)
 	case FS_INBOX:
 	case FS_OUTBOX:
 	case FS_STATUS:
+	case FS_EVENTS:
 		return -EEXIST;
 	case FS_OUT_FILE:
 		return -EPERM; /* contact folders are flat */
@@ -680,7 +621,6 @@ static int fs_rmdir(const char *path)
 		rc = store_contact_del(fs_cfg()->store, p.dir);
 		if (rc < 0)
 			return rc;
-		fs_dattr_drop(p.dir);
 		fs_wake();
 		return 0;
 	case FS_IN_DIR:
@@ -690,6 +630,7 @@ static int fs_rmdir(const char *path)
 	case FS_OUTBOX:
 		return -EBUSY;
 	case FS_STATUS:
+	case FS_EVENTS:
 	case FS_OUT_FILE:
 	case FS_IN_FILE:
 		return -ENOTDIR;
@@ -715,6 +656,7 @@ static int fs_unlink(const char *path)
 	case FS_IN_FILE:
 		return fs_in_unlink(&p);
 	case FS_STATUS:
+	case FS_EVENTS:
 		return -EACCES;
 	case FS_DEEP:
 		return -ENOENT;
@@ -799,9 +741,9 @@ static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	case FS_OUT_FILE:
 		return fs_out_chmod(&p, mode, NULL);
 	case FS_OUT_DIR:
-		rc = store_contact_get(fs_cfg()->store, p.dir,
-				       &(struct store_contact){ 0 });
-		return rc < 0 ? rc : fs_dattr_set(p.dir, &mode, NULL);
+		return store_contact_set_attr(fs_cfg()->store, p.dir,
+					      (int)(mode & 07777),
+					      STORE_KEEP_MTIME);
 	case FS_DEEP:
 		return -ENOENT;
 	default:
@@ -843,6 +785,7 @@ static int fs_truncate(const char *path, off_t size,
 		return fs_out_truncate(&p, size, NULL);
 	case FS_IN_FILE:
 	case FS_STATUS:
+	case FS_EVENTS:
 		return -EACCES;
 	case FS_DEEP:
 		return -ENOENT;
@@ -852,22 +795,24 @@ static int fs_truncate(const char *path, off_t size,
 	return -EISDIR;
 }
 
+/* utime of a contact folder: its mtime (atime is not kept). */
 static int fs_utimens_dir(const char *jid, const struct timespec tv[2])
 {
-	struct timespec now;
-	int rc;
+	struct timespec t = tv[1];
+	int64_t ns = STORE_KEEP_MTIME;
 
-	rc = store_contact_get(fs_cfg()->store, jid,
-			       &(struct store_contact){ 0 });
-	if (rc < 0)
-		return rc;
-	if (tv[1].tv_nsec == UTIME_OMIT)
-		return 0;
-	if (tv[1].tv_nsec == UTIME_NOW) {
-		clock_gettime(CLOCK_REALTIME, &now);
-		return fs_dattr_set(jid, NULL, &now);
+	if (t.tv_nsec == UTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &t);
+	if (t.tv_nsec != UTIME_OMIT) {
+		if (t.tv_nsec < 0 || t.tv_nsec > 999999999)
+			return -EINVAL;
+		if (t.tv_sec > INT64_MAX / 1000000000 - 1 ||
+		    t.tv_sec < INT64_MIN / 1000000000 + 1)
+			return -EOVERFLOW;
+		ns = (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 	}
-	return fs_dattr_set(jid, NULL, &tv[1]);
+	return store_contact_set_attr(fs_cfg()->store, jid, STORE_KEEP_MODE,
+				      ns);
 }
 
 static int fs_utimens(const char *path, const struct timespec tv[2],
@@ -915,6 +860,8 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 		if ((fi->flags & O_ACCMODE) != O_RDONLY)
 			return -EACCES;
 		return fs_status_open(fi);
+	case FS_EVENTS:
+		return fs_events_open(fi);
 	case FS_DEEP:
 		return -ENOENT;
 	default:
@@ -940,6 +887,7 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	case FS_INBOX:
 	case FS_OUTBOX:
 	case FS_STATUS:
+	case FS_EVENTS:
 		return -EEXIST;
 	case FS_DEEP:
 		return p.parent == FS_ROOT ? -EACCES : -ENOENT;
@@ -961,6 +909,8 @@ static int fs_read(const char *path, char *buf, size_t size, off_t off,
 		return fs_out_read(fh, buf, size, off);
 	case FS_FH_STATUS:
 		return fs_status_read(fh, buf, size, off);
+	case FS_FH_EVENTS:
+		return fs_events_read(fh, buf, size, off, fi->flags);
 	case FS_FH_DIR:
 		break;
 	}
@@ -1136,7 +1086,6 @@ static void fs_destroy(void *private_data)
 {
 	(void)private_data;
 	fs_out_writers_clear();
-	fs_dattr_clear();
 }
 
 static const struct fuse_operations fs_ops = {

@@ -5,6 +5,8 @@
  * store and calls the wake hook, which main wires to the XMPP thread.
  *
  *   /status                  read-only text, one line per transfer
+ *   /events                  read-only stream, one JSON line per transfer
+ *                            state change (tail -f, while read)
  *   /inbox/<sender>/<name>   received files (read, rename, unlink)
  *   /outbox/<jid>/<name>     files to send (full read/write semantics)
  */
@@ -24,6 +26,10 @@ struct fs_config {
 	void *wake_arg;
 	/* Own account's bare JID, for status; may be NULL. */
 	const char *self_jid;
+	/* Most reads of /events that may block at once; each holds a FUSE
+	 * worker thread, so keep it well under the loop's max_threads.
+	 * 0 = 8 (for max_threads 16). */
+	unsigned events_readers;
 };
 
 /* The operations table for fuse_new(); private_data must be the

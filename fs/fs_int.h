@@ -6,6 +6,7 @@
  *   fs_outbox.c  outbox files: spool fds, open-writer table, store calls
  *   fs_inbox.c   inbox files: read-only opens, rename within a sender
  *   fs_status.c  the /status text
+ *   fs_events.c  the /events stream
  *
  * Every FUSE handler returns 0 or -errno. Open files keep a struct fs_fh in
  * fi->fh. libfuse runs with nullpath_ok, so operations on an open file get
@@ -32,6 +33,7 @@
 enum fs_kind {
 	FS_ROOT = 1,
 	FS_STATUS,
+	FS_EVENTS,   /* /events */
 	FS_INBOX,    /* /inbox */
 	FS_OUTBOX,   /* /outbox */
 	FS_IN_DIR,   /* /inbox/<sender> */
@@ -56,6 +58,7 @@ enum fs_fh_kind {
 	FS_FH_OUT = 1,
 	FS_FH_IN,
 	FS_FH_STATUS,
+	FS_FH_EVENTS,
 	FS_FH_DIR, /* struct fs_dh in fs.c, which starts with this kind */
 };
 
@@ -69,6 +72,11 @@ struct fs_fh {
 	int64_t mtime_ms; /* inbox: the time shown, 0 = the file's own */
 	char *buf;       /* status text (owned) */
 	size_t len;
+	/* events: stream offset = file offset + ev_delta (fs_events.c) */
+	uint64_t ev_open_end; /* stream end at open */
+	int ev_mode;          /* protected by fs_ev_lock in fs_events.c */
+	int64_t ev_delta;     /* protected by fs_ev_lock */
+	int64_t ev_lo;        /* lowest offset read, -1: none; fs_ev_lock */
 };
 
 static inline struct fs_fh *fs_fh_get(const struct fuse_file_info *fi)
@@ -80,7 +88,9 @@ static inline struct fs_fh *fs_fh_get(const struct fuse_file_info *fi)
 struct fs_dent {
 	char *name;
 	int64_t id; /* row id of a file */
-	int64_t ms; /* created_ms of a contact, mtime_ms of an inbox file */
+	int64_t ms; /* mtime_ms of an inbox file */
+	uint32_t mode;    /* contact folder: permission bits */
+	int64_t mtime_ns; /* contact folder: mtime */
 };
 
 struct fs_dents {
@@ -99,6 +109,7 @@ int64_t fs_ready_at(void); /* now + settle_ms */
 void fs_stat_owner(struct stat *st);
 void fs_stat_dir(struct stat *st, int64_t mtime_ms);
 void fs_ts_from_ms(struct timespec *ts, int64_t ms);
+int64_t fs_mount_time_ms(void);
 
 /* fs_outbox.c */
 int fs_out_list(const char *contact, struct fs_dents *d);
@@ -146,6 +157,13 @@ int fs_in_stat_id(int64_t id, int64_t mtime_ms, struct stat *st);
 /* fs_status.c */
 int fs_status_open(struct fuse_file_info *fi);
 int fs_status_read(struct fs_fh *fh, char *buf, size_t size, off_t off);
+
+/* fs_events.c */
+void fs_events_stat(struct stat *st);
+int fs_events_open(struct fuse_file_info *fi);
+/* flags: the request's file flags (O_NONBLOCK as set by fcntl). */
+int fs_events_read(struct fs_fh *fh, char *buf, size_t size, off_t off,
+		   int flags);
 
 /* Copy value (len bytes) out as an xattr reply: size 0 asks for the length;
  * -ERANGE when it does not fit. */

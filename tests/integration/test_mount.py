@@ -60,9 +60,12 @@ def mnt(xmppfs):
 # ---------------------------------------------------------------- layout
 
 def test_root_layout(mnt):
-    assert sorted(os.listdir(mnt.path)) == ['inbox', 'outbox', 'status']
+    assert sorted(os.listdir(mnt.path)) == ['events', 'inbox', 'outbox',
+                                            'status']
     assert stat.S_ISDIR(os.stat(mnt.outbox()).st_mode)
     assert stat.S_ISREG(os.stat(os.path.join(mnt.path, 'status')).st_mode)
+    st = os.stat(os.path.join(mnt.path, 'events'))
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o444
     assert 'user.xmppfs.link' in os.listxattr(mnt.path)
     assert os.getxattr(mnt.path, 'user.xmppfs.link').decode() != ''
     st = os.stat(mnt.path)
@@ -248,6 +251,38 @@ def test_rsync_twice(mnt, tmp_path):
     wait_state(mnt, d + '/f05.bin', 'waiting')
 
 
+def test_rsync_twice_across_restart(mnt, tmp_path):
+    """rsync -a sets mode and mtime of the folder it syncs into; after an
+    unmount and mount a second rsync -a finds nothing to do, the folder
+    itself included."""
+    if not os.path.exists('/usr/bin/rsync'):
+        pytest.skip('rsync missing')
+    d = contact(mnt)
+    src = tmp_path / 'src'
+    src.mkdir()
+    for i in range(5):
+        make_file(str(src / ('r%d.bin' % i)), 3000 * i + 7, seed=40 + i)
+    os.chmod(src, 0o750)
+    os.utime(src, ns=(1_500_000_000_000_000_000, 1_500_000_000_111_222_333))
+    r1 = run('rsync', '-a', '--stats', str(src) + '/', d + '/')
+    assert b'Number of regular files transferred: 5' in r1.stdout, r1.stdout
+    st = os.stat(d)
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    assert st.st_mtime_ns == os.stat(src).st_mtime_ns
+    for i in range(5):
+        wait_state(mnt, d + '/r%d.bin' % i, 'waiting')
+    mnt.unmount()
+    mnt.start()
+    r2 = run('rsync', '-a', '--itemize-changes', '--stats', str(src) + '/',
+             d + '/')
+    out = r2.stdout.decode()
+    assert 'Number of regular files transferred: 0' in out, out
+    changes = [ln for ln in out.splitlines()
+               if ln[:1] and ln[:1] in '<>ch.*' and ln[1:2] in 'fdLDS']
+    assert changes == [], out
+    assert mnt.state(d + '/r3.bin') == 'waiting'
+
+
 def test_tar_x(mnt, tmp_path):
     d = contact(mnt)
     names = []
@@ -347,6 +382,38 @@ def test_chmod_utime_chown(mnt):
     os.utime(d, (3000, 3000))
     st = os.stat(d)
     assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_mtime == 3000
+
+
+def test_folder_attrs_persist(mnt):
+    """mode and mtime of outbox/<jid>/ (mkdir, chmod, utime) survive a
+    restart; an rmdir forgets them."""
+    d = contact(mnt)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o755
+    os.chmod(d, 0o710)
+    os.utime(d, ns=(5, 1_234_567_890_123_456_789))
+    c = mnt.outbox(CAROL)
+    os.mkdir(c, 0o700)
+    os.utime(c, ns=(5, -1_500_000_000))      # before 1970
+    mnt.unmount()
+    mnt.start()
+    st = os.stat(d)
+    assert stat.S_IMODE(st.st_mode) == 0o710
+    assert st.st_mtime_ns == 1_234_567_890_123_456_789
+    st = os.stat(c)
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_mtime_ns == -1_500_000_000
+    # readdirplus gives the same attributes as lookup
+    out = run('ls', '-l', '--time-style=+%s', mnt.outbox()).stdout.decode()
+    assert 'drwx--x--- ' in out and 'drwx------ ' in out, out
+    # utime now, chmod again
+    before = time.time()
+    os.utime(d)
+    assert os.stat(d).st_mtime >= before - 1
+    os.rmdir(c)
+    os.mkdir(c)
+    assert stat.S_IMODE(os.stat(c).st_mode) == 0o755
+    assert errno_of(os.chmod, mnt.outbox('nobody@localhost'), 0o700) \
+        == errno.ENOENT
 
 
 def test_fsync_and_statfs(mnt):
@@ -475,6 +542,74 @@ def test_restart_persists(mnt):
     assert os.stat(d + '/keep.bin').st_mtime_ns == 1_111_111_111_222_333_444
     assert mnt.state(d + '/keep.bin') == 'waiting'
     assert mnt.state(d + '/.hidden') == 'staged'
+
+
+def _set_out_state(data_dir, contact, name, state, error):
+    """Put an outbox row into a final state the way the XMPP side leaves
+    it (daemon must be stopped)."""
+    db = sqlite3.connect(os.path.join(data_dir, 'state.db'))
+    try:
+        cur = db.execute(
+            'UPDATE out_file SET state = ?, error = ?, peer = ?, '
+            'method = ?, progress = 3 WHERE contact = ? AND name = ?',
+            (state, error, contact + '/res', 'ibb', contact, name))
+        db.commit()
+        assert cur.rowcount == 1
+    finally:
+        db.close()
+
+
+def test_failed_and_rejected_keep_state(mnt, tmp_path):
+    """DESIGN: a rejected or failed file keeps its state and error until it
+    is written, touched or deleted - not after a restart, a read, an open
+    for writing without a write, chmod, a rename or time passing."""
+    d = contact(mnt)
+    names = ('failed.bin', 'rejected.bin', 'third.bin')
+    for n in names:
+        with open(os.path.join(d, n), 'wb') as f:
+            f.write(b'content')
+        wait_state(mnt, os.path.join(d, n), 'waiting')
+    mnt.unmount()
+    _set_out_state(mnt.data_dir, BOB, 'failed.bin', 6, 'stream broke off')
+    _set_out_state(mnt.data_dir, BOB, 'rejected.bin', 5, 'declined (403)')
+    _set_out_state(mnt.data_dir, BOB, 'third.bin', 6, 'no route')
+    mnt.start()
+    f, r, t = (os.path.join(d, n) for n in names)
+
+    def check(path, state, error):
+        assert mnt.state(path) == state
+        assert mnt.xattr(path, 'user.xmppfs.error') == error
+        assert mnt.xattr(path, 'user.xmppfs.peer') == (BOB + '/res').encode()
+
+    check(f, 'failed', b'stream broke off')
+    check(r, 'rejected', b'declined (403)')
+    assert os.listdir(d) == sorted(names)
+    assert open(f, 'rb').read() == b'content'
+    with open(f, 'r+b') as fh:       # opened for writing, nothing written
+        fh.read()
+    os.chmod(r, 0o600)
+    os.rename(t, os.path.join(d, 'renamed.bin'))
+    t = os.path.join(d, 'renamed.bin')
+    time.sleep(0.5)                  # past settle_ms
+    check(f, 'failed', b'stream broke off')
+    check(r, 'rejected', b'declined (403)')
+    check(t, 'failed', b'no route')
+    status = open(os.path.join(mnt.path, 'status')).read()
+    assert '\tfailed.bin\tstream broke off\n' in status, status
+    assert '\trejected.bin\tdeclined (403)\n' in status, status
+    # Written: sent again, error gone.
+    with open(f, 'ab') as fh:
+        fh.write(b'+')
+    wait_state(mnt, f, 'waiting')
+    assert mnt.xattr(f, 'user.xmppfs.error') == b''
+    # Touched: likewise.
+    run('touch', r)
+    wait_state(mnt, r, 'waiting')
+    assert mnt.xattr(r, 'user.xmppfs.error') == b''
+    # Deleted: forgotten.
+    os.unlink(t)
+    assert sorted(os.listdir(d)) == ['failed.bin', 'rejected.bin']
+    assert 'renamed.bin' not in open(os.path.join(mnt.path, 'status')).read()
 
 
 # ---------------------------------------------------------------- limits

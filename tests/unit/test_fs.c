@@ -68,6 +68,10 @@ static void test_parse(void)
 	check_path("/other/x", 0, FS_DEEP, FS_DEEP, "", "");
 	check_path("/status/x", 0, FS_DEEP, FS_DEEP, "", "");
 	check_path("/statusx", 0, FS_DEEP, FS_ROOT, "", "");
+	check_path("/events", 0, FS_EVENTS, FS_ROOT, "", "");
+	check_path("//events/", 0, FS_EVENTS, FS_ROOT, "", "");
+	check_path("/events/x", 0, FS_DEEP, FS_DEEP, "", "");
+	check_path("/Events", 0, FS_DEEP, FS_ROOT, "", "");
 	check_path("/Outbox", 0, FS_DEEP, FS_ROOT, "", "");
 }
 
