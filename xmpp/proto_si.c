@@ -130,6 +130,17 @@ static int offer_file(xmpp_stanza_t *file, struct proto_offer *out)
 			     sizeof(out->raw_name));
 	if (rc == -ENOENT)
 		return -EBADMSG;
+	if (rc == -E2BIG) {
+		/* An over-long name ("../" x 400 + "deep.txt") is still a
+		 * name: keep its tail, where the basename is; the sanitizer
+		 * makes it safe and short. */
+		const char *v = xmpp_stanza_get_attribute(file, "name");
+		size_t n = strlen(v), keep = sizeof(out->raw_name) - 1;
+
+		memcpy(out->raw_name, v + n - keep, keep);
+		out->raw_name[keep] = '\0';
+		rc = 0;
+	}
 	if (rc < 0)
 		return rc;
 	rc = proto_attr_copy(file, "size", size, sizeof(size));

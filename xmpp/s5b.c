@@ -531,6 +531,7 @@ static void *job_main(void *arg)
 	}
 	xt_post(xt, EV_JOB_DONE, j);
 	xt_job_unref(j);
+	atomic_fetch_sub(&xt->workers, 1);
 	return NULL;
 }
 
@@ -546,6 +547,7 @@ int xt_job_start(struct xt *xt, struct xt_job *j)
 	js->xt = xt;
 	js->job = j;
 	atomic_fetch_add(&j->refs, 1);
+	atomic_fetch_add(&xt->workers, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	rc = pthread_create(&t, &attr, job_main, js);
@@ -553,6 +555,7 @@ int xt_job_start(struct xt *xt, struct xt_job *j)
 	if (rc != 0) {
 		free(js);
 		xt_job_unref(j);
+		atomic_fetch_sub(&xt->workers, 1);
 		return -rc;
 	}
 	return 0;
@@ -637,6 +640,28 @@ drop:
 	close(c);
 }
 
+#define MAX_HANDSHAKES 16
+
+struct serve_arg {
+	struct xt *xt;
+	int fd;
+};
+
+static atomic_int handshakes;
+
+static void *serve_main(void *arg)
+{
+	struct serve_arg *sa = arg;
+	struct xt *xt = sa->xt;
+
+	pthread_setname_np(pthread_self(), "s5b-hello");
+	serve_one(xt, sa->fd);
+	free(sa);
+	atomic_fetch_sub(&handshakes, 1);
+	atomic_fetch_sub(&xt->workers, 1);
+	return NULL;
+}
+
 static void *listen_main(void *arg)
 {
 	struct xt *xt = arg;
@@ -644,6 +669,9 @@ static void *listen_main(void *arg)
 	pthread_setname_np(pthread_self(), "s5b-listen");
 	for (;;) {
 		int c = accept4(xt->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		struct serve_arg *sa;
+		pthread_attr_t attr;
+		pthread_t t;
 
 		if (c < 0) {
 			if (errno == EINTR || errno == ECONNABORTED ||
@@ -651,11 +679,36 @@ static void *listen_main(void *arg)
 				continue;
 			break; /* shut down */
 		}
-		/* Handshakes are a few bytes; serving them inline keeps one
-		 * thread. A slow client holds the others for at most 5 s. */
-		serve_one(xt, c);
+		/* Each handshake on its own thread, so a silent client
+		 * cannot hold up the others; a bounded number at once. */
+		sa = malloc(sizeof(*sa));
+		if (!sa || atomic_fetch_add(&handshakes, 1) >= MAX_HANDSHAKES) {
+			atomic_fetch_sub(&handshakes, sa ? 1 : 0);
+			free(sa);
+			close(c);
+			continue;
+		}
+		sa->xt = xt;
+		sa->fd = c;
+		atomic_fetch_add(&xt->workers, 1);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, serve_main, sa) != 0) {
+			atomic_fetch_sub(&handshakes, 1);
+			atomic_fetch_sub(&xt->workers, 1);
+			free(sa);
+			close(c);
+		}
+		pthread_attr_destroy(&attr);
 	}
 	return NULL;
+}
+
+void xt_workers_wait(struct xt *xt, int timeout_ms)
+{
+	for (int i = 0; i < timeout_ms / 10 && atomic_load(&xt->workers);
+	     i++)
+		usleep(10000);
 }
 
 int xt_s5b_listen(struct xt *xt, const char *host)

@@ -889,6 +889,25 @@ static void drain_events(struct xt *xt)
 	}
 }
 
+/* Drop queued events without handling them (shutdown). */
+static void drain_queue(struct xt *xt)
+{
+	struct xt_ev *ev;
+
+	pthread_mutex_lock(&xt->qlock);
+	ev = xt->q_head;
+	xt->q_head = xt->q_tail = NULL;
+	pthread_mutex_unlock(&xt->qlock);
+	while (ev) {
+		struct xt_ev *next = ev->next;
+
+		if (ev->job)
+			xt_job_unref(ev->job);
+		free(ev);
+		ev = next;
+	}
+}
+
 void xt_post(struct xt *xt, enum xt_ev_kind kind, struct xt_job *job)
 {
 	struct xt_ev *ev = calloc(1, sizeof(*ev));
@@ -1081,6 +1100,11 @@ void xt_stop(struct xt *xt)
 	pthread_join(xt->thread, NULL);
 	xt->thread_started = 0;
 	xt_s5b_stop(xt);
+	/* Cancel what is still running and let the workers finish before
+	 * anything they point at goes away. */
+	xfer_free_all(xt);
+	xt_workers_wait(xt, 15000);
+	drain_queue(xt);
 }
 
 void xt_free(struct xt *xt)

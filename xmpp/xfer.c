@@ -331,8 +331,14 @@ void xfer_peer_gone(struct xt *xt, const char *full)
 
 	for (; x; x = next) {
 		next = x->next;
-		if (strcmp(x->peer, full) != 0 || x->phase == XP_STREAMING)
-			continue; /* a running SOCKS5 stream needs no presence */
+		if (strcmp(x->peer, full) != 0)
+			continue;
+		/* A running SOCKS5 stream needs no presence, but one that
+		 * has not moved a byte (a proxy stream never activated)
+		 * will not start without its sender. */
+		if (x->phase == XP_STREAMING && x->job &&
+		    atomic_load(&x->job->done_bytes) > 0)
+			continue;
 		if (x->out)
 			xfer_out_requeue(xt, x);
 		else

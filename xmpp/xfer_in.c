@@ -69,11 +69,24 @@ void xfer_in_fail(struct xt *xt, struct xfer *x, const char *why, int keep)
 	 * commit the failure until its space is back. */
 	if (!keep && x->fd >= 0 && ftruncate(x->fd, 0) < 0)
 		log_warn("xt", "truncating the partial of %s", x->name);
+	if (keep)
+		store_in_set_progress(xt->st, x->row, x->received);
 	rc = store_in_fail(xt->st, x->row, why, keep);
 	if (rc < 0)
 		log_warnx("xt", "cannot record the failure of %s: %s", x->name,
 			  strerror(-rc));
 	xfer_free(xt, x);
+}
+
+/* Incoming transfers pending or running from one sender. */
+static int in_from(struct xt *xt, const char *bare)
+{
+	int n = 0;
+
+	for (struct xfer *x = xt->xfers; x; x = x->next)
+		if (!x->out && strcmp(x->bare, bare) == 0)
+			n++;
+	return n;
 }
 
 static void in_finish(struct xt *xt, struct xfer *x, const char *md5hex)
@@ -164,6 +177,9 @@ void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq)
 	}
 	if (rc < 0 || jid_normalize(o->from, full, sizeof(full)) < 0 ||
 	    jid_to_bare(full, bare, sizeof(bare)) < 0) {
+		log_info("xt", "refused a malformed offer from %s (%s)",
+			 xmpp_stanza_get_from(iq) ? xmpp_stanza_get_from(iq)
+						  : "?", strerror(-rc));
 		xt_reply_error(xt, iq, "modify", "bad-request",
 			       "malformed offer", NULL, NULL);
 		goto out;
@@ -174,7 +190,7 @@ void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq)
 		decline(xt, iq, "Offer Declined");
 		goto out;
 	}
-	if (xt->nin >= XT_MAX_IN) {
+	if (xt->nin >= XT_MAX_IN || in_from(xt, bare) >= XT_MAX_IN_PER_SENDER) {
 		/* Temporary: RFC 6120 §8.3.2 type 'wait', so a sender may
 		 * try again later rather than give up. */
 		log_info("xt", "busy: deferred an offer from %s", full);
@@ -269,7 +285,7 @@ void xfer_in_offer(struct xt *xt, xmpp_stanza_t *iq)
 	}
 	x->received = x->offset;
 	x->phase = XP_OFFERED;
-	x->deadline_ms = now_ms() + XT_STREAM_WAIT_MS;
+	x->deadline_ms = now_ms() + XT_START_WAIT_MS;
 	r = proto_build_accept(xt->ctx, o->from, o->id, m, x->offset);
 	if (r)
 		xt_send(xt, r);

@@ -27,7 +27,9 @@
 #define XT_IBB_WINDOW 16      /* unacknowledged IBB data iqs in flight */
 #define XT_S5B_CONNECT_MS 5000 /* per streamhost (libpurple 15 s, QXmpp 7 s) */
 #define XT_OFFER_TIMEOUT_MS (10 * 60 * 1000)
-#define XT_STREAM_WAIT_MS (60 * 1000)  /* accept -> bytestream must start */
+#define XT_STREAM_WAIT_MS (60 * 1000)  /* silence allowed inside a stream */
+#define XT_START_WAIT_MS (30 * 1000)   /* accept -> bytestream must start */
+#define XT_MAX_IN_PER_SENDER 8 /* so one sender cannot starve the others */
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
 #define XT_MAX_ATTEMPTS 5
@@ -210,6 +212,7 @@ struct xt {
 		int64_t not_before_ms;
 	} retries[XT_MAX_OUT * 4];
 	atomic_int rows_changed;  /* set by xt_wake(): rescan the store */
+	atomic_int workers;       /* job and handshake threads alive */
 	int64_t last_scan_ms;
 	int64_t next_ready_ms;    /* earliest settling row, 0 = none */
 	uint8_t ibb_buf[65536];   /* decoded IBB block (xmpp thread) */
@@ -291,6 +294,8 @@ void xt_s5b_stop(struct xt *xt);
 int xt_s5b_expect(struct xt *xt, const char *dstaddr);
 int xt_s5b_take(struct xt *xt, const char *dstaddr); /* parked sock or -1 */
 void xt_s5b_forget(struct xt *xt, const char *dstaddr);
+/* Wait (bounded) until every worker thread has finished. */
+void xt_workers_wait(struct xt *xt, int timeout_ms);
 
 /* md5 helpers over EVP (util in s5b.c) */
 void *xt_md5_new(void);
