@@ -163,9 +163,11 @@ static int fs_ev_slot_get(void)
 	ok = fs_ev_blocked < max;
 	if (ok)
 		fs_ev_blocked++;
-	else if (!fs_ev_warned++)
+	if (!ok && !fs_ev_warned) {
+		fs_ev_warned = 1; /* once per mount is enough */
 		log_warnx("fs", "more than %u blocking readers of /events; "
 			  "refusing more with EAGAIN", max);
+	}
 	pthread_mutex_unlock(&fs_ev_lock);
 	return ok;
 }
