@@ -109,6 +109,8 @@ static int daemonize(void)
 }
 
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt,
+			  va_list ap) __attribute__((format(printf, 2, 0)));
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
 	log_vmsg((enum log_level)level, "fuse", fmt, ap);
@@ -156,7 +158,9 @@ static int run_fuse(struct xfs_opts *o, struct fs_config *fcfg)
 	report(1, NULL);
 
 	lc = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_max_threads(lc, 16);
+	/* Blocked /events readers each hold a thread: leave plenty for
+	 * everything else (fcfg->events_readers caps them). */
+	fuse_loop_cfg_set_max_threads(lc, 32);
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	/* 0, or the number of the signal that ended the loop (SIGTERM on
 	 * a systemd stop): both are a clean stop; < 0 is an error. */
@@ -348,6 +352,7 @@ int main(int argc, char **argv)
 	fcfg.wake = xt_wake;
 	fcfg.wake_arg = xt;
 	fcfg.self_jid = o.jid;
+	fcfg.events_readers = 12;
 	rc = run_fuse(&o, &fcfg);
 
 	xt_stop(xt);
