@@ -13,6 +13,13 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DXFS_SANITIZE=ON \
 	-DXFS_WERROR=ON >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
 
+# The same code must also build warning-free with clang (STYLE.md §8).
+if command -v clang >/dev/null; then
+	CC=clang cmake -S . -B build-clang -DXFS_WERROR=ON \
+		-DXFS_INTEGRATION=OFF >/dev/null
+	cmake --build build-clang -j"$(nproc)" >/dev/null
+fi
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export XMPPFS_BIN="$PWD/$BUILD/xmppfs"
