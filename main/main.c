@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <mntent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,22 @@ static int run_fuse(struct xfs_opts *o, struct fs_config *fcfg)
 	return rc >= 0 ? 0 : 1;
 }
 
+/* Is path already the mount point of a FUSE file system? */
+static int fuse_mounted_on(const char *path)
+{
+	FILE *m = setmntent("/proc/self/mounts", "r");
+	struct mntent *e;
+	int found = 0;
+
+	if (!m)
+		return 0;
+	while (!found && (e = getmntent(m)))
+		found = strcmp(e->mnt_dir, path) == 0 &&
+			strncmp(e->mnt_type, "fuse", 4) == 0;
+	endmntent(m);
+	return found;
+}
+
 static int check_mountpoint(const char *path, char *err, size_t len)
 {
 	struct stat st;
@@ -184,6 +201,12 @@ static int check_mountpoint(const char *path, char *err, size_t len)
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		snprintf(err, len, "mount point %s is not a directory", path);
+		return -1;
+	}
+	if (fuse_mounted_on(path)) {
+		snprintf(err, len, "mount point %s is busy: something is "
+			 "already mounted there (fusermount3 -u %s)", path,
+			 path);
 		return -1;
 	}
 	return 0;

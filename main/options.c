@@ -511,6 +511,21 @@ static void config_path(char *buf, size_t len)
 		snprintf(buf, len, "%s/.config/xmppfs/config", home_dir());
 }
 
+static int make_absolute(char **path)
+{
+	char cwd[PATH_MAX], *abs;
+
+	if (!*path || (*path)[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	if (asprintf(&abs, "%s/%s", cwd, *path) < 0)
+		return -1;
+	free(*path);
+	*path = abs;
+	return 0;
+}
+
 int opts_parse(int argc, char **argv, struct xfs_opts *o, char *err,
 	       size_t errlen)
 {
@@ -571,15 +586,21 @@ int opts_parse(int argc, char **argv, struct xfs_opts *o, char *err,
 		return -1;
 	}
 	o->jid = strdup(jid);
+	/* A missing mount point is reported by main (exit 1, not usage). */
 	o->mountpoint = realpath(pos[1], NULL);
-	if (!o->mountpoint) {
-		seterr(err, errlen, "mount point %s: %s", pos[1],
-		       strerror(errno));
-		return -1;
-	}
+	if (!o->mountpoint)
+		o->mountpoint = strdup(pos[1]);
 	config_path(cfg, sizeof(cfg));
 	if (opts_read_config(o, cfg, err, errlen) < 0)
 		return -1;
+	/* The daemon changes to /: paths the user gave relative to the
+	 * current directory must be made absolute before that. */
+	if (make_absolute(&o->cafile) < 0 || make_absolute(&o->data_dir) < 0 ||
+	    make_absolute(&o->password_file) < 0) {
+		seterr(err, errlen, "cannot resolve a relative path: %s",
+		       strerror(errno));
+		return -1;
+	}
 	if (!o->resource)
 		set_str(&o->resource, "xmppfs");
 	if (!o->data_dir && default_data_dir(o) < 0)

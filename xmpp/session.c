@@ -1062,6 +1062,21 @@ int xt_start(struct xt *xt, int timeout_ms, char *err, size_t errlen)
 	struct timespec ts;
 	int rc;
 
+	if (xt->cfg.cafile) {
+		/* A missing or unreadable cafile would otherwise look like an
+		 * unreachable server: libstrophe just fails every TLS setup. */
+		X509_STORE *s = X509_STORE_new();
+		int ok = s && X509_STORE_load_file(s, xt->cfg.cafile) == 1;
+
+		X509_STORE_free(s);
+		if (!ok) {
+			snprintf(err, errlen, "cafile %s: %s", xt->cfg.cafile,
+				 access(xt->cfg.cafile, R_OK) < 0
+				 ? strerror(errno)
+				 : "no PEM certificate in it");
+			return -EINVAL;
+		}
+	}
 	store_out_requeue_inflight(xt->st);
 	if (pthread_create(&xt->thread, NULL, xt_thread, xt) != 0) {
 		snprintf(err, errlen, "cannot start the xmpp thread");
