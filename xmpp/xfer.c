@@ -265,6 +265,11 @@ static void progress_and_deadlines(struct xt *xt, int64_t now)
 		}
 		if (!x->deadline_ms || now < x->deadline_ms)
 			continue;
+		if (x->phase == XP_STREAMING && x->job &&
+		    atomic_load(&x->job->done_bytes) > 0) {
+			x->deadline_ms = 0; /* bytes flow after all */
+			continue;
+		}
 		if (x->out)
 			xfer_out_fail(xt, x, STORE_FAILED, "timed out");
 		else
@@ -272,6 +277,9 @@ static void progress_and_deadlines(struct xt *xt, int64_t now)
 				? "no stream after SOCKS5 failed"
 				: x->phase == XP_IBB
 				? "in-band data stopped arriving"
+				: x->phase == XP_STREAMING
+				? "the sender went offline before the stream "
+				  "started"
 				: "the sender never started the stream", 1);
 	}
 }
@@ -333,12 +341,15 @@ void xfer_peer_gone(struct xt *xt, const char *full)
 		next = x->next;
 		if (strcmp(x->peer, full) != 0)
 			continue;
-		/* A running SOCKS5 stream needs no presence, but one that
-		 * has not moved a byte (a proxy stream never activated)
-		 * will not start without its sender. */
-		if (x->phase == XP_STREAMING && x->job &&
-		    atomic_load(&x->job->done_bytes) > 0)
+		/* A running SOCKS5 stream needs no presence: its bytes may
+		 * still be in flight after the sender logged off. One that
+		 * has not moved a byte yet (say a proxy stream never
+		 * activated) gets a short grace, then fails. */
+		if (x->phase == XP_STREAMING) {
+			if (x->job && atomic_load(&x->job->done_bytes) == 0)
+				x->deadline_ms = now_ms() + XT_GONE_GRACE_MS;
 			continue;
+		}
 		if (x->out)
 			xfer_out_requeue(xt, x);
 		else

@@ -29,6 +29,7 @@
 #define XT_OFFER_TIMEOUT_MS (10 * 60 * 1000)
 #define XT_STREAM_WAIT_MS (60 * 1000)  /* silence allowed inside a stream */
 #define XT_START_WAIT_MS (30 * 1000)   /* accept -> bytestream must start */
+#define XT_GONE_GRACE_MS 10000 /* sender offline, stream still silent */
 #define XT_MAX_IN_PER_SENDER 8 /* so one sender cannot starve the others */
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
