@@ -765,6 +765,7 @@ static int connect_now(struct xt *xt)
 	xmpp_handler_add(xt->conn, on_iq, NULL, "iq", NULL, xt);
 	xmpp_handler_add(xt->conn, on_presence, NULL, "presence", NULL, xt);
 	xt->connecting = 1;
+	xt->connect_started_ms = now_ms();
 	xt->sock = -1;
 	store_set_link(xt->st, "connecting");
 	rc = xmpp_connect_client(xt->conn, xt->cfg.server, xt->cfg.port,
@@ -952,6 +953,24 @@ static void *xt_thread(void *arg)
 		int64_t now = now_ms();
 		int n = 1;
 
+		/* A login that hangs (a server going down mid-handshake
+		 * accepts the TCP connection, then says nothing) would never
+		 * end on its own: give it up and try again. */
+		if (xt->connecting && !xt->online &&
+		    now - xt->connect_started_ms > XT_CONNECT_TIMEOUT_MS) {
+			log_warnx("xt", "login timed out; retrying");
+			xt->connecting = 0;
+			xmpp_conn_release(xt->conn);
+			xt->conn = NULL;
+			xt->sock = -1;
+			store_set_link(xt->st, "offline");
+			start_result(xt, -ETIMEDOUT, "login timed out");
+			xt->backoff_ms = xt->backoff_ms ? xt->backoff_ms * 2
+							: 1000;
+			if (xt->backoff_ms > 60000)
+				xt->backoff_ms = 60000;
+			xt->reconnect_at_ms = now + xt->backoff_ms;
+		}
 		if (!xt->conn || (!xt->online && !xt->connecting)) {
 			if (now >= xt->reconnect_at_ms &&
 			    xt->reconnect_at_ms != INT64_MAX) {

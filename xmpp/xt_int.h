@@ -34,6 +34,7 @@
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
 #define XT_MAX_ATTEMPTS 5
+#define XT_CONNECT_TIMEOUT_MS 15000 /* TCP + TLS + SASL + bind */
 #define XT_PING_MS 30000
 #define XT_PING_TIMEOUT_MS 20000
 
@@ -178,6 +179,7 @@ struct xt {
 	int sock;                 /* the server connection's fd, or -1 */
 	int online;               /* logged in */
 	int connecting;
+	int64_t connect_started_ms;
 	char self[PROTO_JID_MAX]; /* our full JID once bound */
 	int64_t reconnect_at_ms;
 	unsigned backoff_ms;
