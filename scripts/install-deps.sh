@@ -7,7 +7,7 @@ PKGS=(
 	build-essential cmake pkg-config
 	libfuse3-dev fuse3 libstrophe-dev libssl-dev libsqlite3-dev
 	prosody lua-unbound
-	python3-slixmpp python3-pytest
+	python3-slixmpp python3-pytest libpurple-dev libglib2.0-dev
 	attr rsync socat tmux libglib2.0-bin openssl
 	clang libclang-rt-14-dev
 )
