@@ -938,6 +938,8 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 		return 0;
 	if (fh->kind == FS_FH_OUT)
 		return fs_out_release(fh);
+	if (fh->kind == FS_FH_EVENTS)
+		fs_events_forget(fh);
 	if (fh->fd >= 0)
 		close(fh->fd);
 	free(fh->buf);
@@ -1086,6 +1088,7 @@ static void fs_destroy(void *private_data)
 {
 	(void)private_data;
 	fs_out_writers_clear();
+	fs_events_free_all();
 }
 
 static const struct fuse_operations fs_ops = {

@@ -95,6 +95,33 @@ void fs_events_stat(struct stat *st)
 	st->st_ctim = st->st_mtim;
 }
 
+static struct fs_fh *fs_ev_open; /* protected by fs_ev_lock */
+
+void fs_events_forget(struct fs_fh *fh)
+{
+	pthread_mutex_lock(&fs_ev_lock);
+	if (fh->ev_prev)
+		fh->ev_prev->ev_next = fh->ev_next;
+	else if (fs_ev_open == fh)
+		fs_ev_open = fh->ev_next;
+	if (fh->ev_next)
+		fh->ev_next->ev_prev = fh->ev_prev;
+	fh->ev_next = fh->ev_prev = NULL;
+	pthread_mutex_unlock(&fs_ev_lock);
+}
+
+void fs_events_free_all(void)
+{
+	pthread_mutex_lock(&fs_ev_lock);
+	while (fs_ev_open) {
+		struct fs_fh *fh = fs_ev_open;
+
+		fs_ev_open = fh->ev_next;
+		free(fh);
+	}
+	pthread_mutex_unlock(&fs_ev_lock);
+}
+
 int fs_events_open(struct fuse_file_info *fi)
 {
 	struct fs_fh *fh;
@@ -108,6 +135,12 @@ int fs_events_open(struct fuse_file_info *fi)
 	fh->fd = -1;
 	fh->ev_open_end = store_events_end(fs_cfg()->store, NULL);
 	fh->ev_mode = FS_EV_FRESH;
+	pthread_mutex_lock(&fs_ev_lock);
+	fh->ev_next = fs_ev_open;
+	if (fs_ev_open)
+		fs_ev_open->ev_prev = fh;
+	fs_ev_open = fh;
+	pthread_mutex_unlock(&fs_ev_lock);
 	fi->fh = (uint64_t)(uintptr_t)fh;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;

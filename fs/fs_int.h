@@ -77,6 +77,7 @@ struct fs_fh {
 	int ev_mode;          /* protected by fs_ev_lock in fs_events.c */
 	int64_t ev_delta;     /* protected by fs_ev_lock */
 	int64_t ev_lo;        /* lowest offset read, -1: none; fs_ev_lock */
+	struct fs_fh *ev_next, *ev_prev; /* open events handles; fs_ev_lock */
 };
 
 static inline struct fs_fh *fs_fh_get(const struct fuse_file_info *fi)
@@ -161,6 +162,10 @@ int fs_status_read(struct fs_fh *fh, char *buf, size_t size, off_t off);
 /* fs_events.c */
 void fs_events_stat(struct stat *st);
 int fs_events_open(struct fuse_file_info *fi);
+/* Forget an events handle at release; free those still open at unmount
+ * (a reader blocked at unmount never gets its release). */
+void fs_events_forget(struct fs_fh *fh);
+void fs_events_free_all(void);
 /* flags: the request's file flags (O_NONBLOCK as set by fcntl). */
 int fs_events_read(struct fs_fh *fh, char *buf, size_t size, off_t off,
 		   int flags);

@@ -285,14 +285,71 @@ static void fill_xt_config(struct xt_config *x, const struct xfs_opts *o,
 	x->debug = o->debug;
 }
 
+/* Open the store, waiting a little for a daemon that was just unmounted
+ * and may still be closing it. 0, or 1 with the reason reported. */
+static int open_store(const struct xfs_opts *o, struct store **st)
+{
+	char err[1200];
+	int rc = -EBUSY;
+
+	for (int i = 0; i < 50 && rc == -EBUSY; i++) {
+		rc = store_open(o->data_dir, st);
+		if (rc == -EBUSY)
+			usleep(100 * 1000);
+	}
+	if (rc == -EBUSY)
+		snprintf(err, sizeof(err), "data directory %s is in use by "
+			 "another xmppfs (unmount it first, or choose another "
+			 "with -o data_dir=PATH)", o->data_dir);
+	else if (rc < 0)
+		snprintf(err, sizeof(err), "data directory %s: %s (choose "
+			 "another with -o data_dir=PATH)", o->data_dir,
+			 strerror(-rc));
+	if (rc < 0) {
+		report(0, err);
+		return 1;
+	}
+	return 0;
+}
+
+/* Log in (or find the server unreachable). 0 to go on, 1 on a fatal
+ * start-up error (reported). The password is wiped either way. */
+static int start_xmpp(const struct xfs_opts *o, struct store *st,
+		      char *password, struct xt **out)
+{
+	struct xt_config xcfg;
+	char err[1024];
+	int rc;
+
+	fill_xt_config(&xcfg, o, st, password);
+	rc = xt_new(&xcfg, out);
+	explicit_bzero(password, strlen(password));
+	if (rc < 0) {
+		report(0, "cannot start the XMPP engine");
+		return 1;
+	}
+	rc = xt_start(*out, 15000, err, sizeof(err));
+	if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ENOENT) {
+		report(0, err);
+		return 1;
+	}
+	if (rc < 0) {
+		char w[1100];
+
+		snprintf(w, sizeof(w), "warning: %s; mounting anyway, files "
+			 "will wait and go out once connected", err);
+		report(0, w);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct xfs_opts o;
-	struct xt_config xcfg;
 	struct fs_config fcfg;
 	struct store *st = NULL;
 	struct xt *xt = NULL;
-	char err[1024], *password;
+	char err[1024], *password = NULL;
 	int rc;
 
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
@@ -304,70 +361,29 @@ int main(int argc, char **argv)
 	if (rc != 0) {
 		if (rc < 0)
 			fprintf(stderr, "xmppfs: %s\n", err);
+		opts_free(&o);
 		return rc < 0 ? 2 : 0;
 	}
+	rc = 1;
 	if (check_mountpoint(o.mountpoint, err, sizeof(err)) < 0) {
 		fprintf(stderr, "xmppfs: %s\n", err);
-		return 1;
+		goto out;
 	}
 	password = opts_password(&o, err, sizeof(err));
 	if (!password) {
 		fprintf(stderr, "xmppfs: %s\n", err);
-		return 1;
+		goto out;
 	}
 	log_init("xmppfs", !o.foreground,
 		 o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	fuse_set_log_func(fuse_log_sink);
 	if (!o.foreground && daemonize() < 0)
-		return 1;
-
-	/* A daemon that was just unmounted may still be closing its store:
-	 * wait a little for its lock instead of failing at once. */
-	for (int i = 0; i < 50; i++) {
-		rc = store_open(o.data_dir, &st);
-		if (rc != -EBUSY)
-			break;
-		usleep(100 * 1000);
-	}
-	if (rc == -EBUSY) {
-		snprintf(err, sizeof(err), "data directory %s is in use by "
-			 "another xmppfs (unmount it first, or choose another "
-			 "with -o data_dir=PATH)", o.data_dir);
-		report(0, err);
-		return 1;
-	}
-	if (rc < 0) {
-		snprintf(err, sizeof(err), "data directory %s: %s (choose "
-			 "another with -o data_dir=PATH)", o.data_dir,
-			 strerror(-rc));
-		report(0, err);
-		return 1;
-	}
+		goto out;
+	if (open_store(&o, &st) != 0)
+		goto out;
 	recover(st);
-	fill_xt_config(&xcfg, &o, st, password);
-	rc = xt_new(&xcfg, &xt);
-	if (rc < 0) {
-		report(0, "cannot start the XMPP engine");
-		store_close(st);
-		return 1;
-	}
-	rc = xt_start(xt, 15000, err, sizeof(err));
-	explicit_bzero(password, strlen(password));
-	free(password);
-	if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ENOENT) {
-		report(0, err);
-		xt_stop(xt);
-		xt_free(xt);
-		store_close(st);
-		return 1;
-	}
-	if (rc < 0) {
-		char w[1100];
-
-		snprintf(w, sizeof(w), "warning: %s; mounting anyway, files "
-			 "will wait and go out once connected", err);
-		report(0, w);
-	}
+	if (start_xmpp(&o, st, password, &xt) != 0)
+		goto out;
 
 	memset(&fcfg, 0, sizeof(fcfg));
 	fcfg.store = st;
@@ -377,10 +393,13 @@ int main(int argc, char **argv)
 	fcfg.self_jid = o.jid;
 	fcfg.events_readers = 12;
 	rc = run_fuse(&o, &fcfg);
-
-	xt_stop(xt);
-	xt_free(xt);
+out:
+	xt_free(xt); /* stops the thread first */
 	store_close(st);
+	if (password) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
 	opts_free(&o);
 	return rc;
 }

@@ -667,6 +667,7 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 	char why[400];
 
 	(void)conn;
+	log_debug("xt", "connection event %d (error %d)", (int)ev, error);
 	if (ev == XMPP_CONN_CONNECT) {
 		if (!cert_pinned_ok(xt, why, sizeof(why))) {
 			log_warnx("xt", "%s", why);
@@ -689,9 +690,13 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 	if (se && se->type == XMPP_SE_CONFLICT) {
 		snprintf(why, sizeof(why), "resource '%s' is in use by another "
 			 "login", xt->cfg.resource);
-	} else if (error == 103 || error == 0x67) {
+	} else if (xt->cert_failed) {
+		/* Only the certfail handler tells this apart: the error code
+		 * (ECONNABORTED) is the same as for a server that went down
+		 * mid-handshake. */
 		snprintf(why, sizeof(why), "TLS certificate of the server is "
-			 "not trusted (set cafile= to its CA)");
+			 "not trusted: %s (set cafile= to its CA)",
+			 xt->cert_why);
 		start_result(xt, -EPERM, why);
 		store_set_link(xt->st, "error: untrusted certificate");
 		xt->reconnect_at_ms = INT64_MAX;
@@ -716,6 +721,20 @@ static void conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 /* libstrophe gives the socket only to the sockopt callback, which has no
  * user data: one engine per process, so a static pointer does. */
 static struct xt *sock_owner;
+
+/* Runs only when libstrophe's own verification failed: refuse, and
+ * remember why, so the disconnect that follows is not taken for a
+ * network problem. */
+static int certfail(const xmpp_tlscert_t *cert, const char *msg)
+{
+	(void)cert;
+	if (sock_owner) {
+		sock_owner->cert_failed = 1;
+		snprintf(sock_owner->cert_why, sizeof(sock_owner->cert_why),
+			 "%s", msg ? msg : "verification failed");
+	}
+	return 0;
+}
 static int sockopt_keep(xmpp_conn_t *conn, void *sock)
 {
 	if (sock_owner)
@@ -761,7 +780,9 @@ static int connect_now(struct xt *xt)
 	if (xt->cfg.cafile)
 		xmpp_conn_set_cafile(xt->conn, xt->cfg.cafile);
 	sock_owner = xt;
+	xt->cert_failed = 0;
 	xmpp_conn_set_sockopt_callback(xt->conn, sockopt_keep);
+	xmpp_conn_set_certfail_handler(xt->conn, certfail);
 	xmpp_handler_add(xt->conn, on_iq, NULL, "iq", NULL, xt);
 	xmpp_handler_add(xt->conn, on_presence, NULL, "presence", NULL, xt);
 	xt->connecting = 1;

@@ -118,10 +118,12 @@ void xfer_free(struct xt *xt, struct xfer *x)
 		close(x->fd);
 	if (x->md5_ctx)
 		xt_md5_free(x->md5_ctx);
-	if (x->out)
+	if (x->out) {
 		xt->nout--;
-	else
+		xt->last_scan_ms = 0; /* a slot is free: look for more now */
+	} else {
 		xt->nin--;
+	}
 	free(x);
 }
 

@@ -432,8 +432,12 @@ static void on_offer_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 			/* Gone offline meanwhile: store and forward. */
 			xfer_out_requeue(xt, x);
 		} else if (strcmp(cond, "resource-constraint") == 0) {
-			/* The receiver is busy: later, with backoff. */
-			out_retry(xt, x, xfer_cond_text(iq, why, sizeof(why)));
+			/* The receiver is busy: flow control, not a failure.
+			 * Again shortly, as often as it takes. */
+			struct xt_retry *r = retry_find(xt, x->row, 1);
+
+			r->not_before_ms = now_ms() + 500 + rand() % 1000;
+			xfer_out_requeue(xt, x);
 		} else {
 			xfer_out_fail(xt, x, STORE_FAILED,
 				 xfer_cond_text(iq, why, sizeof(why)));
@@ -522,6 +526,17 @@ struct ready_ctx {
 	int started;
 };
 
+/* Outgoing transfers to one contact right now. */
+static int out_to(struct xt *xt, const char *bare)
+{
+	int n = 0;
+
+	for (struct xfer *x = xt->xfers; x; x = x->next)
+		if (x->out && strcmp(x->bare, bare) == 0)
+			n++;
+	return n;
+}
+
 static int xfer_out_start_one(const struct store_out *o, void *arg)
 {
 	struct ready_ctx *rc = arg;
@@ -531,7 +546,8 @@ static int xfer_out_start_one(const struct store_out *o, void *arg)
 
 	if (xt->nout >= XT_MAX_OUT)
 		return 1;
-	if (xfer_find_by_row(xt, o->id, 1) || !xt_best_peer(xt, o->contact))
+	if (xfer_find_by_row(xt, o->id, 1) || !xt_best_peer(xt, o->contact) ||
+	    out_to(xt, o->contact) >= XT_MAX_OUT_PER_PEER)
 		return 0;
 	{
 		struct xt_retry *r = retry_find(xt, o->id, 0);

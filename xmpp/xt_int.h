@@ -21,8 +21,8 @@
 #include "xmpp/proto.h"
 #include "xmpp/xt.h"
 
-#define XT_MAX_OUT 8          /* outgoing transfers at once */
-#define XT_MAX_IN 32          /* incoming transfers pending or running */
+#define XT_MAX_OUT 32         /* outgoing transfers at once */
+#define XT_MAX_IN 64          /* incoming transfers pending or running */
 #define XT_IBB_BLOCK 4096     /* XEP-0047 §usage RECOMMENDED */
 #define XT_IBB_WINDOW 16      /* unacknowledged IBB data iqs in flight */
 #define XT_S5B_CONNECT_MS 5000 /* per streamhost (libpurple 15 s, QXmpp 7 s) */
@@ -30,7 +30,8 @@
 #define XT_STREAM_WAIT_MS (60 * 1000)  /* silence allowed inside a stream */
 #define XT_START_WAIT_MS (30 * 1000)   /* accept -> bytestream must start */
 #define XT_GONE_GRACE_MS 10000 /* sender offline, stream still silent */
-#define XT_MAX_IN_PER_SENDER 8 /* so one sender cannot starve the others */
+#define XT_MAX_IN_PER_SENDER 16 /* so one sender cannot starve the others */
+#define XT_MAX_OUT_PER_PEER 16  /* = what a receiving xmppfs accepts */
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
 #define XT_MAX_ATTEMPTS 5
@@ -179,6 +180,8 @@ struct xt {
 	int sock;                 /* the server connection's fd, or -1 */
 	int online;               /* logged in */
 	int connecting;
+	int cert_failed;          /* the last TLS handshake failed verification */
+	char cert_why[200];
 	int64_t connect_started_ms;
 	char self[PROTO_JID_MAX]; /* our full JID once bound */
 	int64_t reconnect_at_ms;
