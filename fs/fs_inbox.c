@@ -95,9 +95,11 @@ int fs_in_open(const struct fs_path *p, struct fuse_file_info *fi)
 	fh->id = in.id;
 	fh->mtime_ms = in.mtime_ms;
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	/* Content never changes under a name except by rename/delete; still
-	 * no kernel_cache, since a name can come back with new content. */
-	fi->keep_cache = 0;
+	/* A received file never changes. A name that comes back (delete,
+	 * then a new arrival; or a rename over it) is a new FUSE node with
+	 * its own page cache, so keeping the cache across opens is safe and
+	 * makes warm reads run at page-cache speed. */
+	fi->keep_cache = 1;
 	return 0;
 }
 
