@@ -329,14 +329,96 @@ static void job_send(struct xt_job *j)
 	}
 }
 
+/*
+ * The receiver's MD5 runs on a second thread that follows the writer
+ * through the page cache (pread of what was just written), so receiving
+ * and hashing overlap: one core hashes while the other copies. Memory
+ * stays one buffer per thread whatever the file size. Small files hash
+ * inline (a thread would cost more than it saves).
+ */
+#define HASH_THREAD_MIN (8u << 20)
+
+struct follower {
+	struct xt_job *j;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t written;  /* bytes [offset, written) are in the file */
+	int stop;          /* writer finished (or failed) */
+	int err;
+};
+
+static void *follow_main(void *arg)
+{
+	struct follower *f = arg;
+	uint64_t pos = f->j->offset;
+	uint8_t *buf = malloc(RECV_BUF);
+
+	pthread_setname_np(pthread_self(), "md5");
+	if (!buf) {
+		f->err = -ENOMEM;
+		return NULL;
+	}
+	for (;;) {
+		uint64_t upto;
+		int stop;
+
+		pthread_mutex_lock(&f->lock);
+		while (f->written == pos && !f->stop)
+			pthread_cond_wait(&f->cond, &f->lock);
+		upto = f->written;
+		stop = f->stop;
+		pthread_mutex_unlock(&f->lock);
+		while (pos < upto) {
+			size_t want = upto - pos < RECV_BUF
+				? (size_t)(upto - pos) : RECV_BUF;
+			ssize_t n = pread(f->j->fd, buf, want, (off_t)pos);
+
+			if (n <= 0) {
+				f->err = n < 0 ? -errno : -EIO;
+				free(buf);
+				return NULL;
+			}
+			xt_md5_update(f->j->md5_ctx, buf, (size_t)n);
+			pos += (uint64_t)n;
+		}
+		if (stop && pos == f->written)
+			break;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void follower_advance(struct follower *f, uint64_t written, int stop)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->written = written;
+	f->stop |= stop;
+	pthread_cond_signal(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
 static void job_recv_stream(struct xt_job *j)
 {
-	uint8_t *buf = malloc(RECV_BUF);
+	size_t bufsz = j->length < RECV_BUF ? (size_t)j->length + 1 : RECV_BUF;
+	uint8_t *buf = malloc(bufsz);
 	uint64_t off = j->offset, end = j->offset + j->length;
+	struct follower fol, *f = NULL;
+	pthread_t ft;
 
 	if (!buf) {
 		job_fail(j, -ENOMEM, "out of memory");
 		return;
+	}
+	if (j->length >= HASH_THREAD_MIN) {
+		memset(&fol, 0, sizeof(fol));
+		fol.j = j;
+		fol.written = j->offset;
+		pthread_mutex_init(&fol.lock, NULL);
+		pthread_cond_init(&fol.cond, NULL);
+		if (pthread_create(&ft, NULL, follow_main, &fol) == 0)
+			f = &fol;
 	}
 	while (!atomic_load(&j->cancel)) {
 		ssize_t n;
@@ -347,7 +429,7 @@ static void job_recv_stream(struct xt_job *j)
 				 XT_STREAM_WAIT_MS / 1000);
 			break;
 		}
-		n = recv(j->sock, buf, RECV_BUF, 0);
+		n = recv(j->sock, buf, bufsz, 0);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -379,8 +461,10 @@ static void job_recv_stream(struct xt_job *j)
 			}
 			w += m;
 		}
-		xt_md5_update(j->md5_ctx, buf, (size_t)n);
+		if (!f)
+			xt_md5_update(j->md5_ctx, buf, (size_t)n);
 		off += (uint64_t)n;
+		follower_advance(f, off, 0);
 		atomic_store(&j->done_bytes, off - j->offset);
 		if (off == end) {
 			/* All announced bytes are here. Peers that never
@@ -390,7 +474,20 @@ static void job_recv_stream(struct xt_job *j)
 	}
 	if (atomic_load(&j->cancel) && !j->err)
 		job_fail(j, -ECANCELED, "cancelled");
+	/* The data must be on disk before the store calls it received;
+	 * syncing here, on the job's thread, leaves store_in_finish() on
+	 * the xmpp thread with nothing left to flush. */
+	if (!j->err && off == end && fdatasync(j->fd) < 0)
+		job_fail(j, -errno, "syncing: %s", strerror(errno));
 out:
+	if (f) {
+		follower_advance(f, off, 1);
+		pthread_join(ft, NULL);
+		if (f->err && !j->err)
+			job_fail(j, f->err, "hashing: %s", strerror(-f->err));
+		pthread_mutex_destroy(&f->lock);
+		pthread_cond_destroy(&f->cond);
+	}
 	free(buf);
 }
 
