@@ -20,6 +20,9 @@
 
 enum { IQ_OFFER = 1, IQ_HOSTS, IQ_ACTIVATE, IQ_IBB_OPEN };
 
+static struct xt_path *path_find(struct xt *xt, const char *bare,
+				 int create);
+
 static int64_t now_ms(void)
 {
 	return store_now_ms();
@@ -341,6 +344,7 @@ static void on_hosts_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 			return;
 		}
 		x->dstaddr[0] = '\0';
+		path_find(xt, x->bare, 1)->proxy_first = 0;
 		set_sending(xt, x, "s5b-direct");
 		if (start_send_job(xt, x, JOB_S5B_SEND, sock) < 0)
 			s5b_fallback(xt, x, "cannot start the stream");
@@ -350,6 +354,8 @@ static void on_hosts_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 		xt_s5b_forget(xt, x->dstaddr);
 		x->phase = XP_S5B_PROXY;
 		x->used_proxy = 1;
+		if (x->direct_first) /* it could not reach us directly */
+			path_find(xt, x->bare, 1)->proxy_first = 1;
 		/* XEP-0065 §6.3.4/§6.3.5: connect to the proxy ourselves, then
 		 * activate. */
 		if (start_send_job(xt, x, JOB_S5B_PROXY, -1) < 0)
@@ -360,30 +366,74 @@ static void on_hosts_reply(struct xt *xt, xmpp_stanza_t *iq, uint64_t serial,
 	s5b_fallback(xt, x, "peer named a streamhost we did not offer");
 }
 
+/* Per contact: did the last SOCKS5 stream go through the proxy although
+ * our own streamhost came first? Then the peer cannot reach us directly
+ * (NAT, firewall) and the proxy goes first next time, so the peer does
+ * not wait out a connect timeout on every file (INTEROP.md §2.2). */
+static struct xt_path *path_find(struct xt *xt, const char *bare, int create)
+{
+	size_t n = sizeof(xt->paths) / sizeof(xt->paths[0]);
+	struct xt_path *free_slot = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(xt->paths[i].bare, bare) == 0)
+			return &xt->paths[i];
+		if (!xt->paths[i].bare[0] && !free_slot)
+			free_slot = &xt->paths[i];
+	}
+	if (!create)
+		return NULL;
+	if (!free_slot)
+		free_slot = &xt->paths[(size_t)rand() % n];
+	memset(free_slot, 0, sizeof(*free_slot));
+	snprintf(free_slot->bare, sizeof(free_slot->bare), "%s", bare);
+	return free_slot;
+}
+
+/* Proxy streams to one contact right now (ejabberd allows 5). */
+static int proxy_streams_to(struct xt *xt, const char *bare)
+{
+	int n = 0;
+
+	for (struct xfer *x = xt->xfers; x; x = x->next)
+		if (x->out && x->used_proxy && strcmp(x->bare, bare) == 0)
+			n++;
+	return n;
+}
+
+static void add_host(struct proto_streamhost *h, const char *jid,
+		     const char *host, uint16_t port)
+{
+	snprintf(h->jid, sizeof(h->jid), "%s", jid);
+	snprintf(h->host, sizeof(h->host), "%s", host);
+	h->port = port;
+}
+
 static void s5b_offer_hosts(struct xt *xt, struct xfer *x)
 {
 	struct proto_streamhost hosts[2];
+	struct xt_path *path = path_find(xt, x->bare, 0);
+	int proxy_first = path && path->proxy_first;
+	int direct = 0, proxy = 0;
 	xmpp_stanza_t *iq;
 	int n = 0;
 
 	memset(hosts, 0, sizeof(hosts));
 	/* XEP-0065 §5.3.2: DST.ADDR = SHA1(SID + initiator + target). */
 	proto_s5b_dstaddr(x->sid, xt->self, x->peer, x->dstaddr);
-	if (xt->listen_fd >= 0 && xt_s5b_expect(xt, x->dstaddr) == 0) {
-		snprintf(hosts[n].jid, sizeof(hosts[n].jid), "%s", xt->self);
-		snprintf(hosts[n].host, sizeof(hosts[n].host), "%s",
-			 xt->listen_host);
-		hosts[n].port = xt->listen_port;
-		n++;
-	}
-	if (xt->proxy_jid[0]) {
-		snprintf(hosts[n].jid, sizeof(hosts[n].jid), "%s",
-			 xt->proxy_jid);
-		snprintf(hosts[n].host, sizeof(hosts[n].host), "%s",
-			 xt->proxy_host);
-		hosts[n].port = xt->proxy_port;
-		n++;
-	}
+	direct = xt->listen_fd >= 0 && xt_s5b_expect(xt, x->dstaddr) == 0;
+	proxy = xt->proxy_jid[0] &&
+		proxy_streams_to(xt, x->bare) < XT_MAX_PROXY_PER_PEER;
+	if (proxy && proxy_first)
+		add_host(&hosts[n++], xt->proxy_jid, xt->proxy_host,
+			 xt->proxy_port);
+	if (direct)
+		add_host(&hosts[n++], xt->self, xt->listen_host,
+			 xt->listen_port);
+	if (proxy && !proxy_first)
+		add_host(&hosts[n++], xt->proxy_jid, xt->proxy_host,
+			 xt->proxy_port);
+	x->direct_first = direct && !(proxy && proxy_first);
 	if (n == 0) {
 		x->dstaddr[0] = '\0';
 		s5b_fallback(xt, x, "no streamhost to offer (s5b_host=none "

@@ -32,6 +32,7 @@
 #define XT_GONE_GRACE_MS 10000 /* sender offline, stream still silent */
 #define XT_MAX_IN_PER_SENDER 16 /* so one sender cannot starve the others */
 #define XT_MAX_OUT_PER_PEER 16  /* = what a receiving xmppfs accepts */
+#define XT_MAX_PROXY_PER_PEER 5 /* ejabberd's proxy65 max_connections */
 #define XT_IBB_FALLBACK_MS (30 * 1000) /* libpurple waits 30 s too */
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
 #define XT_MAX_ATTEMPTS 5
@@ -134,6 +135,7 @@ struct xfer {
 	char dstaddr[41];
 	char s5b_iq_id[PROTO_SID_MAX]; /* in: the streamhosts iq to answer */
 	int used_proxy;
+	int direct_first;         /* our own streamhost was offered first */
 	/* IBB */
 	unsigned block;
 	uint16_t seq;             /* next seq to send / expect */
@@ -205,6 +207,10 @@ struct xt {
 	struct xt_pending *pending;
 	struct xt_peer *peers;
 	struct xfer *xfers;
+	struct xt_path {          /* which S5B path worked, per contact */
+		char bare[STORE_JID_MAX];
+		int proxy_first;
+	} paths[16];
 	struct xt_subscribed {
 		struct xt_subscribed *next;
 		char jid[STORE_JID_MAX];

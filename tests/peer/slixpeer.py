@@ -490,8 +490,13 @@ class Receiver(Peer):
         t.state = 's5b'
         hosts = [(sh.get('jid'), sh.get('host'), sh.get('port'))
                  for sh in query.findall(q(NS_S5B, 'streamhost'))]
+        t.res['hosts_offered'] = [h[0] for h in hosts]
         if self.args.s5b_fail:
             hosts = []
+        if self.args.s5b_no_direct:
+            # behave like a peer behind NAT: the initiator's own
+            # streamhost cannot be reached, only the proxy can
+            hosts = [h for h in hosts if JID(h[0]) != JID(peer)]
         dst = s5b_hash(sid, peer, str(iq['to']))
         if self.args.s5b_wrong_hash:
             dst = s5b_hash(sid + 'x', peer, str(iq['to']))
@@ -1085,6 +1090,9 @@ def parse_args(argv):
     r.add_argument('--idle-timeout', type=float, default=30)
     r.add_argument('--s5b-wrong-hash', action='store_true')
     r.add_argument('--s5b-fail', action='store_true')
+    r.add_argument('--s5b-no-direct', action='store_true',
+                   help="skip the sender's own streamhost (as if behind "
+                        "NAT); only proxies are tried")
     r.add_argument('--ready-file', help='write our full JID here once '
                    'logged in and ready for offers')
 
