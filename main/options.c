@@ -359,7 +359,7 @@ void opts_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: xmppfs [-f] [-d] [-o OPT[,OPT...]] JID MOUNTPOINT\n"
-		"       xmppfs status [--watch] [--json] [MOUNTPOINT]\n"
+		"       xmppfs status [--watch] [--json] [MOUNTPOINT|DATA_DIR]\n"
 		"       xmppfs --help | --version\n"
 		"       fusermount3 -u MOUNTPOINT     (unmount)\n\n"
 		"Mounts the XMPP account JID at MOUNTPOINT. Files copied into\n"

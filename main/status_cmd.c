@@ -9,9 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/store.h"
+
 int status_main(int argc, char **argv);
+
+static char *peek_buf; /* the text behind a data-directory FILE */
 
 static int find_mount(char *buf, size_t len)
 {
@@ -108,12 +113,81 @@ static void human(char *buf, size_t len, unsigned long long v)
 	snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", d, u[i]);
 }
 
+/* The status file's escapes: TAB, newline and backslash. */
+static void put_escaped(FILE *f, const char *s, int dash_if_empty)
+{
+	if (dash_if_empty && (!s || !*s)) {
+		fputc('-', f);
+		return;
+	}
+	for (; s && *s; s++) {
+		if (*s == '\t')
+			fputs("\\t", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else if (*s == '\\')
+			fputs("\\\\", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static int peek_row(const struct store_xfer *x, void *arg)
+{
+	FILE *f = arg;
+
+	fprintf(f, "%s\t%s\t%llu\t%llu\t", x->outgoing ? "out" : "in",
+		store_state_name(x->state), (unsigned long long)x->progress,
+		(unsigned long long)x->size);
+	put_escaped(f, x->method, 1);
+	fputc('\t', f);
+	put_escaped(f, x->jid, 0);
+	fputc('\t', f);
+	put_escaped(f, x->name, 0);
+	fputc('\t', f);
+	put_escaped(f, x->error, 1);
+	fputc('\n', f);
+	return 0;
+}
+
+/* The status text of a data directory (no mount needed), in the same
+ * format as the mount's status file. NULL with errno set on failure. */
+static FILE *peek_data_dir(const char *dir)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	int rc;
+
+	if (!m)
+		return NULL;
+	fprintf(m, "# xmppfs %s (data directory)\n", dir);
+	rc = store_peek_xfers(dir, 1000, peek_row, m);
+	fclose(m);
+	if (rc < 0) {
+		free(text);
+		errno = -rc;
+		return NULL;
+	}
+	m = fmemopen(text, len, "r");
+	if (!m)
+		free(text);
+	peek_buf = text;
+	return m;
+}
+
 static int show(const char *path, int json, FILE *out)
 {
-	FILE *f = fopen(path, "r");
+	FILE *f;
 	char line[8192];
 	int rows = 0;
+	struct stat sb;
 
+	peek_buf = NULL;
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+		f = peek_data_dir(path);
+	else
+		f = fopen(path, "r");
 	if (!f) {
 		fprintf(stderr, "xmppfs status: %s: %s\n", path,
 			strerror(errno));
@@ -173,6 +247,8 @@ static int show(const char *path, int json, FILE *out)
 		}
 	}
 	fclose(f);
+	free(peek_buf);
+	peek_buf = NULL;
 	if (!json && rows == 0)
 		fprintf(out, "no transfers\n");
 	return 0;
@@ -191,7 +267,7 @@ int status_main(int argc, char **argv)
 			watch = 1;
 		else if (argv[i][0] == '-') {
 			fprintf(stderr, "usage: xmppfs status [--watch] "
-				"[--json] [MOUNTPOINT]\n");
+				"[--json] [MOUNTPOINT|DATA_DIR]\n");
 			return 2;
 		} else
 			mnt = argv[i];
@@ -204,7 +280,13 @@ int status_main(int argc, char **argv)
 		}
 		mnt = buf;
 	}
-	snprintf(path, sizeof(path), "%s/status", mnt);
+	/* A mount point: its status file. A data directory (state.db in
+	 * it): read the database itself, mounted or not. */
+	snprintf(path, sizeof(path), "%s/state.db", mnt);
+	if (access(path, F_OK) == 0)
+		snprintf(path, sizeof(path), "%s", mnt);
+	else
+		snprintf(path, sizeof(path), "%s/status", mnt);
 	if (!watch)
 		return show(path, json, stdout) < 0 ? 1 : 0;
 	for (;;) {

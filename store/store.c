@@ -1210,6 +1210,44 @@ static int store_xfer_snapshot(struct store *st, int max,
 	return rc == SQLITE_ROW ? -ENOMEM : store_sqlerr(st, rc);
 }
 
+int store_peek_xfers(const char *data_dir, int max, store_xfer_fn cb,
+		     void *arg)
+{
+	struct store st;
+	struct store_xrec *v = NULL;
+	char path[PATH_MAX];
+	int n, i, rc = 0;
+
+	memset(&st, 0, sizeof(st));
+	if (snprintf(path, sizeof(path), "%s/state.db", data_dir) >=
+	    (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (access(path, R_OK) < 0)
+		return -errno;
+	/* Read-only and without the directory lock: WAL lets a reader look
+	 * while the daemon writes. */
+	if (sqlite3_open_v2(path, &st.db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_close(st.db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(st.db, 2000);
+	if (sqlite3_prepare_v2(st.db, stmt_sql[S_XFER], -1,
+			       &st.stmt[S_XFER], NULL) != SQLITE_OK) {
+		sqlite3_close(st.db);
+		return -EIO; /* not an xmppfs database (or a newer one) */
+	}
+	n = store_xfer_snapshot(&st, max, &v);
+	sqlite3_finalize(st.stmt[S_XFER]);
+	sqlite3_close(st.db);
+	for (i = 0; i < n && rc == 0; i++)
+		rc = cb(&v[i].x, arg);
+	for (i = 0; i < n; i++)
+		free(v[i].s);
+	free(v);
+	return n < 0 ? n : rc;
+}
+
 int store_xfer_list(struct store *st, int max, store_xfer_fn cb, void *arg)
 {
 	struct store_xrec *v = NULL;

@@ -322,6 +322,11 @@ typedef int (*store_xfer_fn)(const struct store_xfer *x, void *arg);
 /* Outgoing rows not staged, and incoming rows, newest change first,
  * at most max rows (0 = all). Strings are borrowed for the call. */
 int store_xfer_list(struct store *st, int max, store_xfer_fn cb, void *arg);
+/* The same rows, read straight from a data directory's database, opened
+ * read-only (no lock: works while a daemon has it, or none). For
+ * `xmppfs status DATA_DIR`. -ENOENT when there is no state.db. */
+int store_peek_xfers(const char *data_dir, int max, store_xfer_fn cb,
+		     void *arg);
 
 /* ---- events: the stream behind /events ------------------------------ */
 
