@@ -982,6 +982,9 @@ def test_settle_ms(xmppfs, tmp_path, settle):
     """A file is held 'waiting' for settle_ms after its last close."""
     a, b = pair(xmppfs, tmp_path, {'settle_ms': str(settle)})
     p = put(a, BOB, 'settle.txt', b'settle\n' * 10)
+    # FUSE sends RELEASE after close(2) returns: the file is 'staged'
+    # for the moment until then.
+    wait_for(lambda: xattr(p, 'state') != 'staged', 5)
     t0 = time.monotonic()
     seen = []
     while time.monotonic() - t0 < 20:
