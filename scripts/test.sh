@@ -30,5 +30,10 @@ if command -v clang >/dev/null && [ "${XFS_SKIP_FUZZ:-0}" != 1 ] &&
 	scripts/fuzz.sh "${XFS_FUZZ_SECONDS:-10}"
 fi
 
+# Benchmark smoke: tiny sizes, one run, no thresholds, so bench/ never rots.
+if [ "${XFS_SKIP_BENCH:-0}" != 1 ]; then
+	/usr/bin/python3 bench/run.py --quick --bin "$XMPPFS_BIN"
+fi
+
 cd "$BUILD"
 ctest --output-on-failure --timeout 900 -j2 "$@"

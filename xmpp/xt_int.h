@@ -37,8 +37,8 @@
 #define XT_IQ_TIMEOUT_MS (60 * 1000)
 #define XT_MAX_ATTEMPTS 5
 #define XT_CONNECT_TIMEOUT_MS 15000 /* TCP + TLS + SASL + bind */
-#define XT_PING_MS 30000
-#define XT_PING_TIMEOUT_MS 20000
+#define XT_PING_MS 10000
+#define XT_PING_TIMEOUT_MS 10000
 
 /* ---- jobs: work done on a worker thread ---------------------------- */
 
