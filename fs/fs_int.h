@@ -78,7 +78,22 @@ struct fs_fh {
 	int64_t ev_delta;     /* protected by fs_ev_lock */
 	int64_t ev_lo;        /* lowest offset read, -1: none; fs_ev_lock */
 	struct fs_fh *ev_next, *ev_prev; /* open events handles; fs_ev_lock */
+	/* outbox: MD5 while written (fs_hash.c); protected by fs_hash_lock
+	 * in fs_outbox.c */
+	struct fs_hash *hash;
+	uint64_t hash_pos;    /* next offset the sequence expects */
+	int hash_dead;        /* not sequential: hash after close instead */
+	unsigned hash_epoch;  /* writer opens of the row when hashing began */
+	uint64_t gen;         /* row gen after this handle's touch */
 };
+
+/* fs_hash.c: a follower thread hashing [0, written) of a file. */
+struct fs_hash;
+struct fs_hash *fs_hash_start(int fd); /* NULL on failure */
+void fs_hash_advance(struct fs_hash *h, uint64_t written);
+/* Stop, wait, and give the MD5 of exactly size bytes; frees h. */
+int fs_hash_finish(struct fs_hash *h, uint64_t size, char hex[33]);
+void fs_hash_abort(struct fs_hash *h); /* NULL is fine; frees h */
 
 static inline struct fs_fh *fs_fh_get(const struct fuse_file_info *fi)
 {

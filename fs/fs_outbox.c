@@ -44,6 +44,7 @@ struct fs_writer {
 	struct fs_writer *next;
 	int64_t id;
 	int count;
+	unsigned epoch; /* writer opens while the entry lived */
 };
 
 static pthread_mutex_t fs_writers_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,6 +56,24 @@ static struct fs_writer **fs_writers_slot(int64_t id)
 	uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
 
 	return &fs_writers[(h >> 56) % FS_WRITERS_BUCKETS];
+}
+
+/* Writers of id now, and how many opened so far; 0 if none. */
+static int fs_writers_state(int64_t id, unsigned *epoch)
+{
+	struct fs_writer *w;
+	int n = 0;
+
+	*epoch = 0;
+	pthread_mutex_lock(&fs_writers_lock);
+	for (w = *fs_writers_slot(id); w; w = w->next)
+		if (w->id == id) {
+			n = w->count;
+			*epoch = w->epoch;
+			break;
+		}
+	pthread_mutex_unlock(&fs_writers_lock);
+	return n;
 }
 
 /* Add delta to id's count; returns the new count or -ENOMEM. */
@@ -77,6 +96,8 @@ static int fs_writers_add(int64_t id, int delta)
 	}
 	if (w) {
 		w->count += delta;
+		if (delta > 0)
+			w->epoch++;
 		n = w->count;
 		if (n <= 0) {
 			*pp = w->next;
@@ -201,7 +222,7 @@ static int fs_out_dirty(struct fs_fh *fh)
 
 	if (atomic_load(&fh->dirty) || atomic_exchange(&fh->dirty, 1))
 		return 0;
-	rc = store_out_touch(fs_st(), fh->id, NULL);
+	rc = store_out_touch(fs_st(), fh->id, &fh->gen);
 	if (rc == -ENOENT)
 		return 0; /* unlinked while open: the fd still works */
 	if (rc < 0) {
@@ -346,6 +367,82 @@ int fs_out_read(struct fs_fh *fh, char *buf, size_t size, off_t off)
 	return n < 0 ? -errno : (int)n;
 }
 
+/* ---- MD5 while writing (see fs_hash.c) ------------------------------ */
+
+static pthread_mutex_t fs_hash_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The handle stops writing in order: hash after close instead. */
+static void fs_out_hash_drop(struct fs_fh *fh)
+{
+	struct fs_hash *h;
+
+	pthread_mutex_lock(&fs_hash_lock);
+	h = fh->hash;
+	fh->hash = NULL;
+	fh->hash_dead = 1;
+	pthread_mutex_unlock(&fs_hash_lock);
+	fs_hash_abort(h);
+}
+
+/* n bytes were written at off through fh. */
+static void fs_out_hash_follow(struct fs_fh *fh, off_t off, size_t n)
+{
+	struct stat sb;
+	unsigned epoch;
+
+	pthread_mutex_lock(&fs_hash_lock);
+	if (fh->hash_dead) {
+		pthread_mutex_unlock(&fs_hash_lock);
+		return;
+	}
+	if (fh->hash && (uint64_t)off == fh->hash_pos) {
+		fh->hash_pos += n;
+		fs_hash_advance(fh->hash, fh->hash_pos);
+		pthread_mutex_unlock(&fs_hash_lock);
+		return;
+	}
+	/* Start only on a file written from 0 by its only writer. */
+	if (!fh->hash && off == 0 && fstat(fh->fd, &sb) == 0 &&
+	    (uint64_t)sb.st_size == n &&
+	    fs_writers_state(fh->id, &epoch) == 1) {
+		fh->hash = fs_hash_start(fh->fd);
+		if (fh->hash) {
+			fh->hash_epoch = epoch;
+			fh->hash_pos = n;
+			fs_hash_advance(fh->hash, n);
+			pthread_mutex_unlock(&fs_hash_lock);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&fs_hash_lock);
+	fs_out_hash_drop(fh);
+}
+
+/* At the last close: store the hash if this handle wrote the whole file
+ * in order and no other writer came along. */
+static void fs_out_hash_store(struct fs_fh *fh, uint64_t size)
+{
+	struct fs_hash *h;
+	unsigned epoch;
+	char hex[33];
+
+	pthread_mutex_lock(&fs_hash_lock);
+	h = fh->hash;
+	fh->hash = NULL;
+	pthread_mutex_unlock(&fs_hash_lock);
+	if (!h)
+		return;
+	fs_writers_state(fh->id, &epoch);
+	if (fh->hash_pos != size || (epoch && epoch != fh->hash_epoch) ||
+	    !atomic_load(&fh->dirty)) {
+		fs_hash_abort(h);
+		return;
+	}
+	/* gen-checked: a change through any other path bumped the gen. */
+	if (fs_hash_finish(h, size, hex) == 0)
+		store_out_set_hash(fs_st(), fh->id, fh->gen, hex);
+}
+
 int fs_out_write(struct fs_fh *fh, const char *buf, size_t size, off_t off)
 {
 	ssize_t n;
@@ -355,13 +452,22 @@ int fs_out_write(struct fs_fh *fh, const char *buf, size_t size, off_t off)
 	if (rc < 0)
 		return rc;
 	n = pwrite(fh->fd, buf, size, off);
-	return n < 0 ? -errno : (int)n;
+	if (n < 0)
+		return -errno;
+	fs_out_hash_follow(fh, off, (size_t)n);
+	return (int)n;
 }
 
 int fs_out_release(struct fs_fh *fh)
 {
 	struct stat sb;
 
+	if (fh->writer && fs_writers_state(fh->id, &(unsigned){0}) == 1 &&
+	    fstat(fh->fd, &sb) == 0)
+		fs_out_hash_store(fh, (uint64_t)sb.st_size);
+	else
+		fs_hash_abort(fh->hash);
+	fh->hash = NULL;
 	if (fh->writer && fs_writers_add(fh->id, -1) == 0) {
 		if (fstat(fh->fd, &sb) == 0)
 			fs_out_let_go(fh->id, (uint64_t)sb.st_size);
@@ -388,6 +494,7 @@ int fs_out_fallocate(struct fs_fh *fh, int mode, off_t off, off_t len)
 	rc = fs_out_dirty(fh);
 	if (rc < 0)
 		return rc;
+	fs_out_hash_drop(fh);
 	return fallocate(fh->fd, mode, off, len) < 0 ? -errno : 0;
 }
 
@@ -406,6 +513,7 @@ int fs_out_truncate(const struct fs_path *p, off_t size,
 		rc = fs_out_dirty(fh);
 		if (rc < 0)
 			return rc;
+		fs_out_hash_drop(fh);
 		return ftruncate(fh->fd, size) < 0 ? -errno : 0;
 	}
 	rc = fs_out_row(p, &o);

@@ -396,7 +396,8 @@ static int proxy_streams_to(struct xt *xt, const char *bare)
 	int n = 0;
 
 	for (struct xfer *x = xt->xfers; x; x = x->next)
-		if (x->out && x->used_proxy && strcmp(x->bare, bare) == 0)
+		if (x->out && (x->proxy_offered || x->used_proxy) &&
+		    strcmp(x->bare, bare) == 0)
 			n++;
 	return n;
 }
@@ -433,6 +434,7 @@ static void s5b_offer_hosts(struct xt *xt, struct xfer *x)
 	if (proxy && !proxy_first)
 		add_host(&hosts[n++], xt->proxy_jid, xt->proxy_host,
 			 xt->proxy_port);
+	x->proxy_offered = proxy;
 	x->direct_first = direct && !(proxy && proxy_first);
 	if (n == 0) {
 		x->dstaddr[0] = '\0';
@@ -598,6 +600,11 @@ static int xfer_out_start_one(const struct store_out *o, void *arg)
 		return 1;
 	if (xfer_find_by_row(xt, o->id, 1) || !xt_best_peer(xt, o->contact) ||
 	    out_to(xt, o->contact) >= XT_MAX_OUT_PER_PEER)
+		return 0;
+	/* When the proxy is the only SOCKS5 path, wait for one of its
+	 * slots rather than end up in-band. */
+	if (xt->listen_fd < 0 && xt->proxy_jid[0] &&
+	    out_to(xt, o->contact) >= XT_MAX_PROXY_PER_PEER)
 		return 0;
 	{
 		struct xt_retry *r = retry_find(xt, o->id, 0);

@@ -136,6 +136,7 @@ struct xfer {
 	char s5b_iq_id[PROTO_SID_MAX]; /* in: the streamhosts iq to answer */
 	int used_proxy;
 	int direct_first;         /* our own streamhost was offered first */
+	int proxy_offered;        /* the proxy is among our streamhosts */
 	/* IBB */
 	unsigned block;
 	uint16_t seq;             /* next seq to send / expect */
