@@ -15,44 +15,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int failures, checks;
+#include "test.h"
+
 static xmpp_ctx_t *ctx;
 static char fixdir[1024];
-
-#define CHECK(cond)                                                          \
-	do {                                                                 \
-		checks++;                                                    \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "%s:%d: check failed: %s\n",         \
-				__FILE__, __LINE__, #cond);                  \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
-
-#define CHECK_INT(exp, act)                                                  \
-	do {                                                                 \
-		long long e_ = (long long)(exp), a_ = (long long)(act);      \
-		checks++;                                                    \
-		if (e_ != a_) {                                              \
-			fprintf(stderr,                                      \
-				"%s:%d: %s: expected %lld, got %lld\n",      \
-				__FILE__, __LINE__, #act, e_, a_);           \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
-
-#define CHECK_STR(exp, act)                                                  \
-	do {                                                                 \
-		const char *e_ = (exp), *a_ = (act);                         \
-		checks++;                                                    \
-		if (!a_ || strcmp(e_, a_) != 0) {                            \
-			fprintf(stderr,                                      \
-				"%s:%d: %s: expected \"%s\", got \"%s\"\n",  \
-				__FILE__, __LINE__, #act, e_,                \
-				a_ ? a_ : "(null)");                         \
-			failures++;                                          \
-		}                                                            \
-	} while (0)
 
 /* ---- helpers ------------------------------------------------------- */
 
