@@ -13,6 +13,7 @@
  * XMPP side hashes after close as before.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,9 +80,14 @@ struct fs_hash *fs_hash_start(int fd)
 {
 	struct fs_hash *h = calloc(1, sizeof(*h));
 
+	char path[64];
+
 	if (!h)
 		return NULL;
-	h->fd = dup(fd);
+	/* The writer's fd is often write-only (cp opens O_WRONLY): open the
+	 * same file again for reading. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	h->fd = open(path, O_RDONLY | O_CLOEXEC);
 	h->ctx = EVP_MD_CTX_new();
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);

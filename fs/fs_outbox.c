@@ -329,6 +329,8 @@ int fs_out_create(const struct fs_path *p, mode_t mode,
 	rc = fs_out_attach(o.id, fd, acc != O_RDONLY, 1, fi);
 	if (rc < 0)
 		store_out_delete(fs_st(), o.id);
+	else
+		fs_fh_get(fi)->gen = o.gen; /* what an MD5 while writing is for */
 	return rc;
 }
 
@@ -435,12 +437,22 @@ static void fs_out_hash_store(struct fs_fh *fh, uint64_t size)
 	fs_writers_state(fh->id, &epoch);
 	if (fh->hash_pos != size || (epoch && epoch != fh->hash_epoch) ||
 	    !atomic_load(&fh->dirty)) {
+		log_debug("fs", "row %" PRId64 ": no MD5 while writing (wrote "
+			  "%" PRIu64 " of %" PRIu64 " in order)", fh->id,
+			  fh->hash_pos, size);
 		fs_hash_abort(h);
 		return;
 	}
 	/* gen-checked: a change through any other path bumped the gen. */
-	if (fs_hash_finish(h, size, hex) == 0)
-		store_out_set_hash(fs_st(), fh->id, fh->gen, hex);
+	{
+		int rc = fs_hash_finish(h, size, hex);
+
+		if (rc == 0)
+			rc = store_out_set_hash(fs_st(), fh->id, fh->gen, hex);
+		if (rc < 0)
+			log_debug("fs", "row %" PRId64 ": MD5 while writing "
+				  "not kept: %s", fh->id, strerror(-rc));
+	}
 }
 
 int fs_out_write(struct fs_fh *fh, const char *buf, size_t size, off_t off)

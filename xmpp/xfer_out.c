@@ -635,6 +635,8 @@ static int xfer_out_start_one(const struct store_out *o, void *arg)
 		send_offer(xt, x);
 		return 0;
 	}
+	log_debug("xt", "hashing %s (no MD5 from the writer for gen %llu)",
+		  x->name, (unsigned long long)o->gen);
 	x->phase = XP_HASHING;
 	x->job = xt_job_new(JOB_HASH, x->serial);
 	if (x->job) {
