@@ -85,6 +85,9 @@ struct fs_fh {
 	int hash_dead;        /* not sequential: hash after close instead */
 	unsigned hash_epoch;  /* writer opens of the row when hashing began */
 	uint64_t gen;         /* row gen after this handle's touch */
+	/* every open outbox handle, so those the kernel never released
+	 * (unmounted while open) are freed; fs_writers_lock */
+	struct fs_fh *out_next, *out_prev;
 };
 
 /* fs_hash.c: a follower thread hashing [0, written) of a file. */

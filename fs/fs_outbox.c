@@ -126,10 +126,42 @@ static int fs_writers_count(int64_t id)
 	return n;
 }
 
+static struct fs_fh *fs_out_open_fhs; /* protected by fs_writers_lock */
+
+static void fs_fh_unlink(struct fs_fh *fh)
+{
+	pthread_mutex_lock(&fs_writers_lock);
+	if (fh->out_prev)
+		fh->out_prev->out_next = fh->out_next;
+	else if (fs_out_open_fhs == fh)
+		fs_out_open_fhs = fh->out_next;
+	if (fh->out_next)
+		fh->out_next->out_prev = fh->out_prev;
+	fh->out_next = fh->out_prev = NULL;
+	pthread_mutex_unlock(&fs_writers_lock);
+}
+
 void fs_out_writers_clear(void)
 {
 	struct fs_writer *w;
 
+	/* Handles still open at unmount never get their RELEASE: free them
+	 * (their rows stay staged; the next start queues them). */
+	for (;;) {
+		struct fs_fh *fh;
+
+		pthread_mutex_lock(&fs_writers_lock);
+		fh = fs_out_open_fhs;
+		if (fh)
+			fs_out_open_fhs = fh->out_next;
+		pthread_mutex_unlock(&fs_writers_lock);
+		if (!fh)
+			break;
+		fs_hash_abort(fh->hash);
+		close(fh->fd);
+		free(fh->buf);
+		free(fh);
+	}
 	pthread_mutex_lock(&fs_writers_lock);
 	for (int i = 0; i < FS_WRITERS_BUCKETS; i++) {
 		while (fs_writers[i]) {
@@ -187,6 +219,12 @@ static struct fs_fh *fs_fh_new(int64_t id, int fd)
 	fh->fd = fd;
 	fh->id = id;
 	atomic_init(&fh->dirty, 0);
+	pthread_mutex_lock(&fs_writers_lock);
+	fh->out_next = fs_out_open_fhs;
+	if (fs_out_open_fhs)
+		fs_out_open_fhs->out_prev = fh;
+	fs_out_open_fhs = fh;
+	pthread_mutex_unlock(&fs_writers_lock);
 	return fh;
 }
 
@@ -298,6 +336,7 @@ static int fs_out_attach(int64_t id, int fd, int writer, int dirty,
 		return -ENOMEM;
 	}
 	if (writer && fs_writers_add(id, 1) < 0) {
+		fs_fh_unlink(fh);
 		close(fd);
 		free(fh);
 		return -ENOMEM;
@@ -474,6 +513,7 @@ int fs_out_release(struct fs_fh *fh)
 {
 	struct stat sb;
 
+	fs_fh_unlink(fh);
 	if (fh->writer && fs_writers_state(fh->id, &(unsigned){0}) == 1 &&
 	    fstat(fh->fd, &sb) == 0)
 		fs_out_hash_store(fh, (uint64_t)sb.st_size);
