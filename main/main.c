@@ -18,6 +18,9 @@
 #include <fcntl.h>
 #include <fuse.h>
 #include <mntent.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,14 +246,57 @@ static int recover_contact(const struct store_contact *c, void *arg)
 	return 0;
 }
 
+/* MD5 of a whole file as lower-case hex; 0 or -1. */
+static int md5_file(const char *path, char hex[33])
+{
+	unsigned char d[EVP_MAX_MD_SIZE], *buf = malloc(1 << 20);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
+	ssize_t r;
+
+	if (fd >= 0 && c && buf && EVP_DigestInit_ex(c, EVP_md5(), NULL)) {
+		while ((r = read(fd, buf, 1 << 20)) > 0)
+			EVP_DigestUpdate(c, buf, (size_t)r);
+		if (r == 0 && EVP_DigestFinal_ex(c, d, &n) && n == 16) {
+			for (unsigned i = 0; i < 16; i++)
+				snprintf(hex + 2 * i, 3, "%02x", d[i]);
+			rc = 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(c);
+	free(buf);
+	return rc;
+}
+
+/*
+ * A receive the old process did not finish. If every byte is there and
+ * matches the offered MD5, it only missed its publication (killed while
+ * syncing, say): publish it now, since the sender has already called it
+ * sent and will not offer it again. Otherwise keep it for a resume.
+ */
 static int recover_in(const struct store_xfer *x, void *arg)
 {
 	struct recover_ctx *rc = arg;
+	struct store_in in;
+	char path[4096], hex[33];
+	struct stat sb;
 
-	if (!x->outgoing && x->state == STORE_RECEIVING)
-		store_in_fail(rc->st, x->id, "interrupted: xmppfs stopped "
-			      "during the transfer (resumes if offered again)",
-			      1);
+	if (x->outgoing || x->state != STORE_RECEIVING)
+		return 0;
+	if (store_in_get_id(rc->st, x->id, &in) == 0 && in.hash[0] &&
+	    stat(store_partial_path(rc->st, x->id, path, sizeof(path)),
+		 &sb) == 0 && (uint64_t)sb.st_size == in.size &&
+	    md5_file(path, hex) == 0 && strcasecmp(hex, in.hash) == 0 &&
+	    store_in_finish(rc->st, x->id, NULL) == 0) {
+		log_info("main", "%s from %s was complete and verified: "
+			 "published after the restart", in.name, in.sender);
+		return 0;
+	}
+	store_in_fail(rc->st, x->id, "interrupted: xmppfs stopped during "
+		      "the transfer (resumes if offered again)", 1);
 	return 0;
 }
 
